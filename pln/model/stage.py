@@ -1,0 +1,99 @@
+"""The per-stage blocks of a localization branch (SPEC section 3).
+
+* :class:`Fusion` -- ``F = L2norm_channels(Conv1x1(M) * Linear(f_s)) * mask`` (2D-TAN).
+* :class:`CFM` -- conditional feature manipulation (paper eq. 4-5).
+* :class:`UpsamplingConnection` -- brings ``H^{t-1}`` to stage ``t``'s map size (paper eq. 2).
+* :func:`merge_max` -- ``G^t = max(F^t, UC(H^{t-1}))`` at the valid cells.
+* :class:`Predictor` -- ``1x1`` conv to one logit per cell.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Fusion(nn.Module):
+    """``(map [B, H, N, N], f_s [B, H], mask [N, N]) -> [B, C, N, N]``.
+
+    Both inputs are projected to ``C`` channels (``vis_conv``: 1x1 conv, ``tex_linear``),
+    multiplied, L2-normalised over channels and masked.
+    """
+
+    def __init__(self, hidden: int, channels: int) -> None:
+        super().__init__()
+        self.tex_linear = nn.Linear(hidden, channels)
+        self.vis_conv = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, map2d: torch.Tensor, f_s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        txt = self.tex_linear(f_s)[:, :, None, None]  # [B, C, 1, 1]
+        fused = F.normalize(self.vis_conv(map2d) * txt, dim=1)
+        return fused * mask.to(fused.dtype)
+
+
+class CFM(nn.Module):
+    """Conditional feature manipulation: ``(clips [B, H, N], prev [B, C, N', N'], prev_mask) -> [B, H, N]``.
+
+    ``h = max`` of ``prev`` over its valid cells ``[B, C]``; ``a_i = sigmoid(W_r (h * c_i) + b_r)``;
+    ``c_i <- c_i * a_i``. When ``C != H`` the pooled vector is first mapped to ``H`` by a linear
+    layer (with the paper's equal widths there is none).
+    """
+
+    def __init__(self, hidden: int, channels: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(channels, hidden) if channels != hidden else nn.Identity()
+        self.gate = nn.Linear(hidden, hidden)
+
+    def forward(self, clips: torch.Tensor, prev: torch.Tensor, prev_mask: torch.Tensor) -> torch.Tensor:
+        h = prev.masked_fill(~prev_mask, float("-inf")).amax(dim=(2, 3))  # [B, C]
+        h = self.proj(h)  # [B, H]
+        a = torch.sigmoid(self.gate(h[:, None, :] * clips.transpose(1, 2)))  # [B, N, H]
+        return clips * a.transpose(1, 2)
+
+
+class UpsamplingConnection(nn.Module):
+    """``log2(N / N_prev)`` blocks of [upsample x2, 3x3 conv + ReLU, 3x3 conv + ReLU].
+
+    ``prev [B, C, N_prev, N_prev] -> [B, C, N, N]``; with equal sizes it is the identity.
+    """
+
+    def __init__(self, channels: int, n_prev: int, n: int,
+                 mode: Literal["nearest", "bilinear"] = "nearest") -> None:
+        super().__init__()
+        ratio = n // n_prev
+        if n % n_prev or ratio & (ratio - 1):
+            raise ValueError(f"UpsamplingConnection: {n} is not {n_prev} times a power of 2")
+        blocks = []
+        for _ in range(int(math.log2(ratio))):
+            up = (nn.Upsample(scale_factor=2, mode=mode) if mode == "nearest"
+                  else nn.Upsample(scale_factor=2, mode=mode, align_corners=False))
+            blocks += [up, nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
+                       nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]
+        self.blocks = nn.Sequential(*blocks)
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks) // 5
+
+    def forward(self, prev: torch.Tensor) -> torch.Tensor:
+        return self.blocks(prev)
+
+
+def merge_max(fused: torch.Tensor, upsampled: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``G = max(F, UC(H^{t-1})) * mask``: ``[B, C, N, N]`` twice, ``mask [N, N]`` -> ``[B, C, N, N]``."""
+    return torch.maximum(fused, upsampled) * mask.to(fused.dtype)
+
+
+class Predictor(nn.Module):
+    """``(h [B, C, N, N], mask [N, N]) -> logits [B, N, N]`` (1x1 conv, zero at invalid cells)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 1, 1)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.conv(h).squeeze(1) * mask.to(h.dtype)

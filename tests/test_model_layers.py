@@ -1,0 +1,289 @@
+"""Building blocks of the PLN network against hand-computed or brute-force values."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pln.config import ModelConfig
+from pln.errors import DataError
+from pln.model.map2d import build_map
+from pln.model.mapconv import MapConvNet, layer_paddings
+from pln.model.mask import valid_mask
+from pln.model.query import QueryEncoder
+from pln.model.stage import CFM, Fusion, Predictor, UpsamplingConnection, merge_max
+from pln.model.video import VideoEncoder, pool_clips, sinusoidal_encoding
+
+
+def upper_mask(n: int) -> torch.Tensor:
+    return torch.ones(n, n, dtype=torch.bool).triu()
+
+
+# ---------------------------------------------------------------------------- 2D map
+
+
+@pytest.mark.parametrize("n", [5, 32])
+def test_build_map_matches_brute_force(n):
+    torch.manual_seed(0)
+    clips = torch.randn(2, 3, n)
+    mask = valid_mask(n)
+    out = build_map(clips, mask)
+    expected = torch.zeros(2, 3, n, n)
+    for i in range(n):
+        for j in range(i, n):
+            if mask[i, j]:
+                expected[:, :, i, j] = clips[:, :, i : j + 1].max(dim=2).values
+    assert out.shape == (2, 3, n, n)
+    assert torch.equal(out, expected)
+
+
+def test_build_map_hand_values_and_gradient():
+    clips = torch.tensor([[[1.0, 3.0, 2.0]]], requires_grad=True)
+    out = build_map(clips, upper_mask(3))
+    assert out[0, 0].tolist() == [[1, 3, 3], [0, 3, 3], [0, 0, 2]]
+    out.sum().backward()
+    # clip 0 is the max of one cell, clip 1 of four, clip 2 of one
+    assert clips.grad[0, 0].tolist() == [1.0, 4.0, 1.0]
+
+
+# ---------------------------------------------------------------------------- video
+
+
+def test_pool_clips_hand():
+    x = torch.arange(8.0).view(1, 8, 1).repeat(1, 1, 2)
+    x[..., 1] *= 10
+    out = pool_clips(x, 2)  # kernel = stride = 4
+    assert out.shape == (1, 2, 2)
+    assert torch.allclose(out[0], torch.tensor([[1.5, 5.5], [15.0, 55.0]]))
+    assert torch.allclose(pool_clips(x, 8), x.transpose(1, 2))
+    with pytest.raises(DataError):
+        pool_clips(x, 3)
+
+
+def test_sinusoidal_encoding_values():
+    pe = sinusoidal_encoding(3, 4)
+    assert pe.shape == (3, 4)
+    assert torch.allclose(pe[0], torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    assert torch.allclose(pe[2], torch.tensor([math.sin(2), math.cos(2), math.sin(2 / 100), math.cos(2 / 100)]))
+
+
+@pytest.mark.parametrize("pe", [False, True])
+def test_video_encoder_fc_relu_and_position(pe):
+    cfg = ModelConfig(feature_dim=5, hidden=6, num_units=4, positional_encoding=pe)
+    enc = VideoEncoder(cfg)
+    x = torch.randn(2, 4, 5)
+    expected = torch.relu(x @ enc.fc.weight.T + enc.fc.bias)
+    if pe:
+        expected = expected + sinusoidal_encoding(4, 6)
+    assert torch.allclose(enc(x), expected, atol=1e-6)
+
+
+def test_video_encoder_position_before_fc():
+    cfg = ModelConfig(feature_dim=5, hidden=6, num_units=4, positional_encoding=True,
+                      positional_encoding_place="before_fc")
+    enc = VideoEncoder(cfg)
+    x = torch.randn(1, 4, 5)
+    expected = torch.relu((x + sinusoidal_encoding(4, 5)) @ enc.fc.weight.T + enc.fc.bias)
+    assert torch.allclose(enc(x), expected, atol=1e-6)
+
+
+def test_video_encoder_wrong_feature_dim():
+    enc = VideoEncoder(ModelConfig(feature_dim=5, hidden=6, num_units=4))
+    with pytest.raises(DataError, match="feature_dim"):
+        enc(torch.randn(1, 4, 7))
+
+
+# ---------------------------------------------------------------------------- query
+
+
+def test_query_encoder_ignores_padding():
+    torch.manual_seed(0)
+    enc = QueryEncoder(ModelConfig(word_dim=4, hidden=8, lstm_layers=3)).eval()
+    sentence = torch.randn(5, 4)
+    short = torch.zeros(2, 5, 4)
+    short[0] = sentence
+    short[1, :2] = torch.randn(2, 4)
+    padded = torch.randn(3, 9, 4) * 10  # garbage after the real words
+    padded[0, :5] = sentence
+    a = enc(short, torch.tensor([5, 2]))
+    b = enc(padded, torch.tensor([5, 9, 1]))
+    assert a.shape == (2, 8) and b.shape == (3, 8)
+    assert torch.allclose(a[0], b[0], atol=1e-6)
+    # the vector is the top layer's output at the last real word
+    out, _ = enc.lstm(sentence[None, :3])
+    assert torch.allclose(enc(padded[:1], torch.tensor([3])), out[:, 2], atol=1e-6)
+
+
+def test_query_encoder_bad_lengths():
+    enc = QueryEncoder(ModelConfig(word_dim=4, hidden=8))
+    with pytest.raises(DataError):
+        enc(torch.zeros(2, 3, 4), torch.tensor([3, 0]))
+    with pytest.raises(DataError):
+        enc(torch.zeros(2, 3, 4), torch.tensor([4, 1]))
+
+
+# ---------------------------------------------------------------------------- MapConvNet
+
+
+def test_layer_paddings():
+    assert layer_paddings(5, 8, "first_layer") == [16, 0, 0, 0, 0, 0, 0, 0]
+    assert layer_paddings(9, 4, "first_layer") == [16, 0, 0, 0]
+    assert layer_paddings(5, 2, "same") == [2, 2]
+
+
+def _ones_net(kernel: int, layers: int, padding: str, count_norm: bool = True) -> MapConvNet:
+    net = MapConvNet(1, layers, kernel, padding, count_norm)
+    for conv in net.convs:
+        nn.init.ones_(conv.weight)
+        nn.init.zeros_(conv.bias)
+    return net
+
+
+def test_mapconv_count_norm_hand_case():
+    # all-ones input, ones 3x3 kernel: each output is (#in-bounds cells) / (#valid cells) under it
+    net = _ones_net(3, 1, "same")
+    out = net(torch.ones(1, 1, 3, 3), upper_mask(3))[0, 0]
+    expected = torch.tensor([[4 / 3, 6 / 5, 4 / 4], [0, 9 / 6, 6 / 5], [0, 0, 4 / 3]])
+    assert torch.allclose(out, expected)
+    # a masked input: the sum over valid cells divided by their count is 1 at every valid cell
+    mask = valid_mask(20)
+    out = _ones_net(5, 2, "first_layer")(mask.float()[None, None], mask)[0, 0]
+    assert out.shape == (20, 20)
+    assert torch.allclose(out, mask.float(), atol=1e-6)
+
+
+def test_mapconv_without_count_norm():
+    out = _ones_net(3, 1, "same", count_norm=False)(torch.ones(1, 1, 3, 3), upper_mask(3))[0, 0]
+    assert torch.equal(out, torch.tensor([[4.0, 6, 4], [0, 9, 6], [0, 0, 4]]))
+
+
+def reference_mapconv(x: np.ndarray, mask: np.ndarray, weights, biases, paddings) -> np.ndarray:
+    """Per-cell loops: ReLU(conv) times 1/(valid cells under the kernel), mask passed on as count > 0."""
+    cur_mask = mask.astype(np.float64)
+    for w, b, p in zip(weights, biases, paddings):
+        k = w.shape[-1]
+        xp = np.pad(x, ((0, 0), (p, p), (p, p)))
+        mp = np.pad(cur_mask, p)
+        size = xp.shape[1] - k + 1
+        y = np.zeros((w.shape[0], size, size))
+        count = np.zeros((size, size))
+        for r in range(size):
+            for c in range(size):
+                y[:, r, c] = np.einsum("oikl,ikl->o", w, xp[:, r : r + k, c : c + k]) + b
+                count[r, c] = mp[r : r + k, c : c + k].sum()
+        weight = np.where(count > 0, 1.0 / np.maximum(count, 1), 0.0)
+        x = np.maximum(y, 0) * weight
+        cur_mask = (count > 0).astype(np.float64)
+    return x * mask
+
+
+@pytest.mark.parametrize("padding", ["first_layer", "same"])
+def test_mapconv_matches_loop_reference(padding):
+    torch.manual_seed(1)
+    n, c, k, layers = 7, 2, 3, 3
+    net = MapConvNet(c, layers, k, padding)
+    mask = upper_mask(n) & ~torch.eye(n, dtype=torch.bool).roll(1, 1)  # an irregular mask
+    x = torch.randn(1, c, n, n) * mask
+    out = net(x, mask)[0].detach().numpy()
+    ref = reference_mapconv(x[0].numpy().astype(np.float64), mask.numpy(),
+                            [conv.weight.detach().double().numpy() for conv in net.convs],
+                            [conv.bias.detach().double().numpy() for conv in net.convs],
+                            layer_paddings(k, layers, padding))
+    assert out.shape == (c, n, n)
+    assert np.abs(ref).max() > 1e-3
+    assert np.allclose(out, ref, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- fusion, CFM, UC, predictor
+
+
+def test_fusion_is_normalised_product_masked():
+    torch.manual_seed(0)
+    fusion = Fusion(hidden=3, channels=4)
+    mask = upper_mask(3)
+    map2d = build_map(torch.randn(2, 3, 3), mask)
+    f_s = torch.randn(2, 3)
+    out = fusion(map2d, f_s, mask)
+    vis = torch.einsum("oi,bixy->boxy", fusion.vis_conv.weight[:, :, 0, 0], map2d) + fusion.vis_conv.bias[:, None, None]
+    prod = vis * (f_s @ fusion.tex_linear.weight.T + fusion.tex_linear.bias)[:, :, None, None]
+    expected = prod / prod.norm(dim=1, keepdim=True) * mask
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.allclose(out.norm(dim=1)[:, mask], torch.ones(2, int(mask.sum())), atol=1e-5)
+
+
+def test_cfm_hand_values():
+    cfm = CFM(hidden=2, channels=2)
+    with torch.no_grad():
+        cfm.gate.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+        cfm.gate.bias.copy_(torch.tensor([0.0, -1.0]))
+    prev = torch.zeros(1, 2, 2, 2)
+    prev[0, :, 0, 0] = torch.tensor([0.5, 0.1])
+    prev[0, :, 0, 1] = torch.tensor([0.2, 0.3])
+    prev[0, :, 1, 0] = torch.tensor([9.0, 9.0])  # invalid cell: ignored by the max
+    clips = torch.tensor([[[1.0, -2.0], [4.0, 0.5]]])  # [B=1, H=2, N=2]
+    out = cfm(clips, prev, upper_mask(2))
+    h = [0.5, 0.3]
+    sig = lambda v: 1 / (1 + math.exp(-v))
+    expected = [[1.0 * sig(h[0] * 1.0), -2.0 * sig(h[0] * -2.0)],
+                [4.0 * sig(2 * h[1] * 4.0 - 1), 0.5 * sig(2 * h[1] * 0.5 - 1)]]
+    assert torch.allclose(out[0], torch.tensor(expected), atol=1e-6)
+
+
+def test_cfm_projects_when_widths_differ():
+    cfm = CFM(hidden=3, channels=5)
+    out = cfm(torch.randn(2, 3, 4), torch.rand(2, 5, 2, 2), upper_mask(2))
+    assert out.shape == (2, 3, 4)
+
+
+def _identity_conv(conv: nn.Conv2d) -> None:
+    with torch.no_grad():
+        conv.weight.zero_()
+        for c in range(conv.out_channels):
+            conv.weight[c, c, 1, 1] = 1.0
+        conv.bias.zero_()
+
+
+def test_upsampling_connection_nearest_and_merge():
+    uc = UpsamplingConnection(2, n_prev=2, n=8)
+    assert uc.num_blocks == 2
+    for m in uc.blocks:
+        if isinstance(m, nn.Conv2d):
+            _identity_conv(m)
+    prev = torch.rand(1, 2, 2, 2)
+    up = uc(prev)
+    assert up.shape == (1, 2, 8, 8)
+    idx = torch.arange(8) // 4
+    assert torch.allclose(up, prev[:, :, idx][:, :, :, idx])
+    # merge: element-wise max, then zero at the invalid cells
+    mask = upper_mask(8)
+    fused = torch.rand(1, 2, 8, 8) * mask
+    g = merge_max(fused, up, mask)
+    assert torch.equal(g, torch.maximum(fused, up) * mask)
+    assert g[0, 0, 5, 2] == 0 and up[0, 0, 5, 2] > 0
+    assert g[0, 1, 0, 7] == max(fused[0, 1, 0, 7], up[0, 1, 0, 7])
+
+
+def test_upsampling_connection_equal_sizes_is_identity():
+    uc = UpsamplingConnection(3, n_prev=4, n=4)
+    assert uc.num_blocks == 0 and len(list(uc.parameters())) == 0
+    prev = torch.rand(1, 3, 4, 4)
+    assert torch.equal(uc(prev), prev)
+    with pytest.raises(ValueError):
+        UpsamplingConnection(3, n_prev=4, n=12)
+
+
+def test_upsampling_bilinear_shape():
+    uc = UpsamplingConnection(2, n_prev=4, n=16, mode="bilinear")
+    assert uc(torch.rand(1, 2, 4, 4)).shape == (1, 2, 16, 16)
+
+
+def test_predictor_masks_logits():
+    pred = Predictor(3)
+    h = torch.randn(2, 3, 4, 4)
+    out = pred(h, upper_mask(4))
+    assert out.shape == (2, 4, 4)
+    assert (out[:, 3, 0] == 0).all()
+    expected = torch.einsum("c,bcxy->bxy", pred.conv.weight[0, :, 0, 0], h) + pred.conv.bias
+    assert torch.allclose(out[:, 0, 3], expected[:, 0, 3], atol=1e-6)
