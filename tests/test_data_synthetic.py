@@ -1,0 +1,131 @@
+"""The synthetic benchmark: determinism, shape statistics, and a signal that needs the sentence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from pln.config import SyntheticConfig
+from pln.data.annotations import read_split
+from pln.data.features import FeatureStore
+from pln.data.synthetic import ACTIONS, FEATURE_FILES, OBJECTS, SHAPES, generate, prototypes, split_sizes
+
+NAMES = ("synthetic-tacos", "synthetic-activitynet", "synthetic-charades")
+
+
+def test_deterministic_by_seed(tmp_path: Path) -> None:
+    cfg = SyntheticConfig(scale=0.3, seed=3, feature_dim=8)
+    generate("synthetic-activitynet", tmp_path / "a", cfg)
+    generate("synthetic-activitynet", tmp_path / "b", cfg)
+    generate("synthetic-activitynet", tmp_path / "c", SyntheticConfig(scale=0.3, seed=4, feature_dim=8))
+    for split in ("train", "val", "test"):
+        assert (tmp_path / "a" / f"{split}.json").read_text() == (tmp_path / "b" / f"{split}.json").read_text()
+    assert (tmp_path / "a" / "test.json").read_text() != (tmp_path / "c" / "test.json").read_text()
+    name = FEATURE_FILES["activitynet"]
+    with h5py.File(tmp_path / "a" / name) as fa, h5py.File(tmp_path / "b" / name) as fb:
+        assert sorted(fa) == sorted(fb)
+        for vid in fa:
+            np.testing.assert_array_equal(fa[vid]["c3d_features"][()], fb[vid]["c3d_features"][()])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_statistics_match_targets(name: str, tmp_path: Path) -> None:
+    family = name.removeprefix("synthetic-")
+    generate(name, tmp_path, SyntheticConfig(scale=2.0, feature_dim=4))
+    shape = SHAPES[family]
+    rel, dur, words = [], [], []
+    for split, (n_videos, n_queries) in split_sizes(name, 2.0).items():
+        samples, _ = read_split(family, tmp_path, split)
+        assert len(samples) == n_queries and len({s.video_id for s in samples}) <= n_videos
+        rel += [(s.end - s.start) / s.duration for s in samples]
+        dur += list({s.video_id: s.duration for s in samples}.values())
+        words += [len(s.sentence.split()) for s in samples]
+    # medians within 35% of the measured ones (index 4 of the quantile tables is the median)
+    assert np.median(rel) == pytest.approx(shape.rel_length_q[4], rel=0.35)
+    assert np.median(dur) == pytest.approx(shape.duration_q[4], rel=0.35)
+    assert abs(np.median(words) - max(shape.sentence_len_q[4], 4)) <= 1.5
+    assert np.quantile(rel, 0.9) == pytest.approx(shape.rel_length_q[6], rel=0.5)
+
+
+def test_sizes_at_scale_one() -> None:
+    assert split_sizes("synthetic-tacos", 1.0) == {"train": (31, 490), "val": (14, 222), "test": (12, 200)}
+    assert split_sizes("synthetic-charades", 1.0) == {"train": (160, 372), "test": (40, 112)}
+
+
+def _oracle_recall(tmp_path: Path, cfg: SyntheticConfig, use: str) -> float:
+    """R1@0.5 of a nearest-prototype reader of the sentence's action and/or object word."""
+    acts, objs = prototypes(cfg)
+    store = FeatureStore(tmp_path / FEATURE_FILES["tacos"], "tacos", cfg.feature_dim)
+    samples, _ = read_split("tacos", tmp_path, "test")
+    hits = []
+    for s in samples:
+        words = s.sentence.rstrip(".").split()
+        a = next(ACTIONS.index(w) for w in words if w in ACTIONS)
+        o = next(OBJECTS.index(w) for w in words if w in OBJECTS)
+        proto = {"both": acts[a] + objs[o], "action": acts[a], "object": objs[o]}[use]
+        x = store.get(s.video_id)
+        score = x @ proto
+        best = int(np.argmax(score))
+        on = score > 0.75 * score[best]
+        lo, hi = best, best
+        while lo > 0 and on[lo - 1]:
+            lo -= 1
+        while hi < len(on) - 1 and on[hi + 1]:
+            hi += 1
+        step = s.duration / len(x)
+        start, end = lo * step, (hi + 1) * step
+        inter = max(0.0, min(end, s.end) - max(start, s.start))
+        hits.append(inter / (max(end, s.end) - min(start, s.start)) > 0.5)
+    return float(np.mean(hits))
+
+
+def test_signal_needs_both_words(tmp_path: Path) -> None:
+    cfg = SyntheticConfig(scale=1.0, feature_dim=32)
+    generate("synthetic-tacos", tmp_path, cfg)
+    both = _oracle_recall(tmp_path, cfg, "both")
+    action = _oracle_recall(tmp_path, cfg, "action")
+    obj = _oracle_recall(tmp_path, cfg, "object")
+    assert both > 0.8
+    assert action < both - 0.3 and obj < both - 0.3
+
+
+def test_prior_only_baseline_scores_low(tmp_path: Path) -> None:
+    generate("synthetic-charades", tmp_path, SyntheticConfig(feature_dim=4))
+    train, _ = read_split("charades", tmp_path, "train")
+    test, _ = read_split("charades", tmp_path, "test")
+    rel = lambda ss: np.array([[s.start / s.duration, s.end / s.duration] for s in ss])  # noqa: E731
+
+    def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        inter = np.clip(np.minimum(a[:, 1], b[:, 1]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+        return inter / (np.maximum(a[:, 1], b[:, 1]) - np.minimum(a[:, 0], b[:, 0]))
+
+    # the training set's most common relative moment, on a 16-cell grid (an optimistic prior)
+    cells = np.round(rel(train) * 16).astype(int)
+    pairs, counts = np.unique(cells, axis=0, return_counts=True)
+    prior = pairs[np.argmax(counts)] / 16
+    recall = np.mean(iou(np.tile(prior, (len(test), 1)), rel(test)) > 0.5)
+    assert recall < 0.3
+
+
+def test_real_annotations_mode(tmp_path: Path) -> None:
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    for split in ("train", "val", "test"):
+        (ann / f"{split}.json").write_text(json.dumps(
+            {f"v_{split}": {"duration": 20.0, "timestamps": [[2.0, 6.0], [10.0, 18.0]],
+                            "sentences": ["a man opens a door.", "a dog runs."]}}))
+    cfg = SyntheticConfig(feature_dim=16, mode="real-annotations", noise=0.1)
+    generate("synthetic-activitynet", tmp_path / "out", cfg, annotation_dir=ann)
+    store = FeatureStore(tmp_path / "out" / FEATURE_FILES["activitynet"], "activitynet", 16)
+    x = store.get("v_train")  # 32 rows over 20 s
+    centres = (np.arange(len(x)) + 0.5) * 20.0 / len(x)
+    inside = (centres >= 2.0) & (centres < 6.0)
+    other = (centres >= 10.0) & (centres < 18.0)
+    background = ~(inside | other)
+    norms = np.linalg.norm(x, axis=1)
+    assert norms[inside].min() > 2 * norms[background].max()
+    assert abs(np.corrcoef(x[inside].mean(0), x[other].mean(0))[0, 1]) < 0.9

@@ -1,0 +1,220 @@
+"""The training engine: determinism, resume equivalence, evaluate-from-checkpoint, predict, and
+refusal of mismatched or corrupt checkpoints. Tiny synthetic runs on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pln.cli import main as cli_main
+from pln.config import config_from_dict
+from pln.engine.evaluate import evaluate_run
+from pln.engine.predict import predict
+from pln.engine.train import train
+from pln.errors import CheckpointError, ConfigError
+
+TINY = {
+    "name": "tiny",
+    "data": {"dataset": "synthetic-charades", "synthetic": {"scale": 0.1, "feature_dim": 16}},
+    "model": {"feature_dim": 16, "num_units": 32, "hidden": 16, "word_dim": 50, "lstm_layers": 1,
+              "clips": [8, 16], "conv_layers": 1, "conv_kernel": 3, "conv_channels": 16},
+    "train": {"max_epochs": 3, "batch_size": 16, "lr": 1e-3, "threads": 1},
+}
+
+
+def tiny_config(tmp: Path, **over) -> dict:
+    values = json.loads(json.dumps(TINY))
+    values["data"]["data_dir"] = str(tmp / "data")
+    values["data"]["cache_dir"] = str(tmp / "cache")
+    for key, value in over.items():
+        section, name = key.split("__")
+        values[section][name] = value
+    return values
+
+
+def write_config(tmp: Path, values: dict) -> Path:
+    path = tmp / "cfg.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, dict, dict]:
+    tmp = tmp_path_factory.mktemp("engine")
+    values = tiny_config(tmp)
+    result = train(config_from_dict(values), tmp / "run")
+    return tmp / "run", values, result
+
+
+def test_run_folder_is_complete(trained):
+    run, _, result = trained
+    for name in ("config.yaml", "epochs.csv", "checkpoints/best.pt", "checkpoints/last.pt",
+                 "test_metrics.json", "predictions.csv", "score_maps.npz", "data_report.json", "train.log"):
+        assert (run / name).is_file(), name
+    assert set(result["metrics"]) == {"stage1", "stage2", "strategy2"}
+    assert result["run"]["selection_split"] == "val"
+    assert 1 <= result["run"]["selected_epoch"] <= 3
+    import pandas as pd
+
+    epochs = pd.read_csv(run / "epochs.csv")
+    assert list(epochs["epoch"]) == [1, 2, 3]
+    assert {"loss_stage1", "loss_stage2", "val_R1@0.5", "train_queries_per_s"} <= set(epochs.columns)
+    preds = pd.read_csv(run / "predictions.csv")
+    assert preds.groupby("query")["rank"].max().le(5).all()
+    assert preds["iou"].between(0, 1).all()
+
+
+def test_second_call_does_nothing(trained):
+    run, values, result = trained
+    mtime = (run / "test_metrics.json").stat().st_mtime_ns
+    again = train(config_from_dict(values), run)
+    assert again == result
+    assert (run / "test_metrics.json").stat().st_mtime_ns == mtime
+
+
+def test_same_seed_same_metrics(trained, tmp_path):
+    _, values, result = trained
+    values = dict(values)
+    again = train(config_from_dict(values), tmp_path / "run2")
+    assert again["metrics"] == result["metrics"]
+
+
+def test_evaluate_equals_training_time_metrics(trained):
+    run, _, result = trained
+    ev = evaluate_run(run)
+    assert ev["metrics"] == result["metrics"]
+    # Strategy 1 at stage 1 alone, and another NMS threshold, without retraining.
+    one = evaluate_run(run, stage=1)
+    assert one["metrics"]["stage1"] == result["metrics"]["stage1"]
+    looser = evaluate_run(run, stage=2, nms_threshold=0.9)
+    assert looser["nms_threshold"] == 0.9
+
+
+def test_evaluate_cli_prints_json(trained, capsys):
+    run, _, result = trained
+    assert cli_main(["evaluate", str(run), "--strategy", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"]["strategy2"] == result["metrics"]["strategy2"]
+
+
+def test_resume_after_kill_equals_uninterrupted(trained, tmp_path):
+    _, values, result = trained
+    cfg_path = write_config(tmp_path, values)
+    run = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "pln.cli", "train", str(cfg_path), "--out", str(run)]
+    # Steps of the whole run: the killed process dies at a random one of them, mid-epoch or not.
+    from pln.data.dataset import build_dataset
+    from pln.engine.train import KILL_AT_STEP_ENV
+
+    steps = -(-len(build_dataset(config_from_dict(values), "train")) // values["train"]["batch_size"])
+    total = steps * values["train"]["max_epochs"]
+    kill_at = random.Random(1234).randint(steps + 1, total)  # after at least one checkpoint
+    killed = subprocess.run(cmd, env={**env, KILL_AT_STEP_ENV: str(kill_at)}, capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    assert (run / "checkpoints" / "last.pt").is_file()
+    assert not (run / "test_metrics.json").exists()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    resumed = json.loads((run / "test_metrics.json").read_text())
+    assert resumed["metrics"] == result["metrics"]
+    assert resumed["run"]["selected_epoch"] == result["run"]["selected_epoch"]
+
+
+def test_predict_top5_on_trained_model(trained):
+    run, values, _ = trained
+    from pln.data.dataset import build_dataset
+
+    ds = build_dataset(config_from_dict(values), "test")
+    sample = ds.samples[0]
+    features = ds.store.path
+    moments = predict(run / "checkpoints" / "best.pt", features, sample.video_id, sample.sentence)
+    assert 1 <= len(moments) <= 5
+    scores = [m[2] for m in moments]
+    assert scores == sorted(scores, reverse=True)
+    for start, end, _ in moments:
+        assert 0 <= start < end <= sample.duration + 1e-4
+
+
+def test_predict_cli(trained, capsys):
+    run, values, _ = trained
+    from pln.data.dataset import build_dataset
+
+    ds = build_dataset(config_from_dict(values), "test")
+    s = ds.samples[0]
+    rc = cli_main(["predict", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--features",
+                   str(ds.store.path), "--video", s.video_id, "--query", s.sentence])
+    assert rc == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[1].split()[:2] == ["rank", "start"]
+    assert 3 <= len(lines) <= 7
+
+
+def test_mismatched_checkpoint_is_refused(trained, tmp_path):
+    run, values, _ = trained
+    other = tmp_path / "other"
+    other.mkdir()
+    other_values = json.loads(json.dumps(values))
+    other_values["model"]["hidden"] = 24
+    (other / "config.yaml").write_text(yaml.safe_dump(config_from_dict(other_values).to_dict()))
+    (other / "checkpoints").mkdir()
+    (other / "checkpoints" / "best.pt").write_bytes((run / "checkpoints" / "best.pt").read_bytes())
+    with pytest.raises(CheckpointError, match=r"model\.hidden"):
+        evaluate_run(other)
+
+
+def test_corrupt_checkpoint_is_refused(trained, tmp_path, capsys):
+    run, _, _ = trained
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes((run / "checkpoints" / "best.pt").read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        evaluate_run(run, checkpoint=str(bad))
+    rc = cli_main(["evaluate", str(run), "--checkpoint", str(bad)])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "bad.pt" in err and len(err.splitlines()) == 1
+
+
+def test_unsafe_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": 1, "model": {}, "obj": object()}, path)
+    with pytest.raises(CheckpointError, match="evil.pt"):
+        from pln.engine.checkpoint import load_checkpoint
+
+        load_checkpoint(path)
+
+
+def test_run_folder_of_another_config_is_refused(trained):
+    run, values, _ = trained
+    other = json.loads(json.dumps(values))
+    other["train"]["lr"] = 0.5
+    with pytest.raises(ConfigError, match="train.lr"):
+        train(config_from_dict(other), run)
+
+
+def test_nan_loss_stops_with_epoch_and_step(tmp_path):
+    values = tiny_config(tmp_path)
+    values["train"]["lr"] = 1e30
+    values["train"]["max_epochs"] = 2
+    from pln.errors import TrainingError
+
+    with pytest.raises(TrainingError, match=r"epoch \d+, step \d+"):
+        train(config_from_dict(values), tmp_path / "nan")
+
+
+def test_prior_baseline(trained, tmp_path):
+    _, values, result = trained
+    from pln.engine.prior import run_prior
+
+    prior = run_prior(config_from_dict(values), tmp_path / "prior")
+    assert set(prior["metrics"]) == {"stage1"}
+    assert (tmp_path / "prior" / "predictions.csv").is_file()
