@@ -62,6 +62,7 @@ class ModelConfig:
     conv_channels: int = 512
     conv_padding: Literal["first_layer", "same"] = "first_layer"  # [choice] 2D-TAN MapConv rule
     conv_count_norm: bool = True  # [choice] 2D-TAN mask-count normalisation after each layer
+    conv_banded: bool = True  # skip the all-zero region below the diagonal band (exact; faster)
     share_convnet: bool = True  # paper 4.1.3: the ConvNet is shared across stages
     share_heads: bool = False  # [choice] fusion and predictor belong to their stage (True: shared)
 

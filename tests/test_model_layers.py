@@ -287,3 +287,36 @@ def test_predictor_masks_logits():
     assert (out[:, 3, 0] == 0).all()
     expected = torch.einsum("c,bcxy->bxy", pred.conv.weight[0, :, 0, 0], h) + pred.conv.bias
     assert torch.allclose(out[:, 0, 3], expected[:, 0, 3], atol=1e-6)
+
+
+@pytest.mark.parametrize("n, layers, kernel, padding", [
+    (16, 2, 5, "first_layer"), (32, 3, 3, "first_layer"), (16, 2, 5, "same"), (64, 4, 5, "first_layer"),
+])
+def test_banded_mapconv_equals_dense(n, layers, kernel, padding):
+    from pln.model.mapconv import MapConvNet
+    from pln.model.mask import valid_mask
+
+    torch.manual_seed(0)
+    dense = MapConvNet(4, layers, kernel, padding, count_norm=True, banded=False)
+    banded = MapConvNet(4, layers, kernel, padding, count_norm=True, banded=True, block=8)
+    banded.load_state_dict(dense.state_dict())
+    mask = valid_mask(n)
+    x = torch.randn(2, 4, n, n, requires_grad=True) * mask
+    a = dense(x, mask)
+    b = banded(x, mask)
+    torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    ga = torch.autograd.grad(a.square().sum(), [x, *dense.parameters()])
+    gb = torch.autograd.grad(b.square().sum(), [x, *banded.parameters()])
+    for u, v in zip(ga, gb):
+        torch.testing.assert_close(v, u, atol=1e-4, rtol=1e-4)
+
+
+def test_banded_mapconv_skips_the_lower_triangle():
+    from pln.model.mapconv import first_covered_columns, layer_paddings, mask_weights
+    from pln.model.mask import valid_mask
+
+    weights = mask_weights(valid_mask(128), 5, layer_paddings(5, 8, "first_layer"), True)
+    # share of output cells at or right of their row's first covered column
+    total = sum(w.shape[-1] ** 2 for w in weights)
+    per_row = sum(w.shape[-1] - col for w in weights for col in first_covered_columns(w))
+    assert 0.5 < per_row / total < 0.65

@@ -53,7 +53,8 @@ class PLN(nn.Module):
             UpsamplingConnection(c, self.clips[t - 1], self.clips[t], cfg.upsample_mode)
             for t in range(1, stages)) if cfg.use_uc else None
         self.convnets = nn.ModuleList(
-            MapConvNet(c, cfg.conv_layers, cfg.conv_kernel, cfg.conv_padding, cfg.conv_count_norm)
+            MapConvNet(c, cfg.conv_layers, cfg.conv_kernel, cfg.conv_padding, cfg.conv_count_norm,
+                       banded=cfg.conv_banded)
             for _ in range(1 if cfg.share_convnet else stages))
         self.predictors = nn.ModuleList(Predictor(c) for _ in range(heads))
         for t, n in enumerate(self.clips):
