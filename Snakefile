@@ -1,0 +1,28 @@
+# PLN-Bench: every table and figure of the paper, regenerated.
+#
+#   snakemake --cores 8 all                 tables, figures and results/README.md
+#   snakemake --cores 8 all_tables          results/tables/table{1..7}.{csv,md,tex}
+#   snakemake --cores 8 all_figures         figures/fig{5,7,8}.{png,pdf}
+#   snakemake --cores 8 figures/fig7.png    one output: only the jobs it needs
+#   snakemake ... --configfile config/smoke.yaml   (or config/paper.yaml): an overlay on config.yaml
+#
+# The plan (runs, run configs, table rows) lives in pln.report.experiments; the rules below only
+# wire files together.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/targets.smk"
+include: "workflow/rules/runs.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"

@@ -1,0 +1,402 @@
+"""Reporting: the experiment plan, the paper's values, table aggregation and the figures.
+
+The run folders here are small fakes with made-up numbers in the layout ``pln train`` writes
+(docs/ARCHITECTURE.md, "The run folder").
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pln.errors import ConfigError, DataError
+from pln.report.experiments import Plan, parse_metric, real_data_inputs
+from pln.report.figures import fig8_data, length_group_table, make_figure, span_to_cell
+from pln.report.paper import PaperValues
+from pln.report.summary import summary_markdown
+from pln.report.tables import aligned_outcomes, build_table, make_table, per_query_values, read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_TEXT = ROOT.parent / "shared" / "paper" / "PLN-paper.txt"
+
+
+# ----------------------------------------------------------------------------------------------
+# Fake run folders
+
+
+def fake_predictions(ious: dict[int, list[float]], rel_length: dict[int, float] | None = None) -> pd.DataFrame:
+    """predictions.csv rows: query -> the IoUs of its ranks 1..k (duration 100 s)."""
+    rows = []
+    for q, values in ious.items():
+        rel = (rel_length or {}).get(q, 0.2)
+        for rank, iou in enumerate(values, start=1):
+            rows.append({"query": q, "video_id": f"v{q}", "duration": 100.0, "gt_start": 10.0,
+                         "gt_end": 10.0 + 100 * rel, "rel_length": rel, "rank": rank, "start": 0.0,
+                         "end": 5.0, "score": 1.0 / rank, "iou": iou})
+    return pd.DataFrame(rows)
+
+
+def write_fake_run(run_dir: Path, stages: int, value: float, preds: pd.DataFrame | None = None,
+                   clips: tuple[int, ...] = (4, 8)) -> None:
+    """test_metrics.json where every metric of stage t is ``value + t``, strategy2 ``value - 1``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    names = [f"R{n}@{m:g}" for n in (1, 5) for m in (0.1, 0.3, 0.5, 0.7)] + ["mIoU"]
+    metrics = {f"stage{t}": {k: value + t for k in names} for t in range(1, stages + 1)}
+    if stages > 1:
+        metrics["strategy2"] = {k: value - 1 for k in names}
+    (run_dir / "test_metrics.json").write_text(json.dumps(
+        {"run": {"seed": 0}, "metrics": metrics, "default": f"stage{stages}"}))
+    (preds if preds is not None else fake_predictions({0: [0.6], 1: [0.2]})).to_csv(run_dir / "predictions.csv",
+                                                                                   index=False)
+    maps = {f"stage{t + 1}": np.random.default_rng(t).random((2, n, n)).astype(np.float32)
+            for t, n in enumerate(clips[:max(stages, 1)])}
+    np.savez(run_dir / "score_maps.npz", query=np.array(["a person cooks", "b"]), gt=np.array([[10.0, 30.0]] * 2),
+             duration=np.array([100.0, 100.0]), top1=np.array([[12.5, 37.5]] * 2), **maps)
+
+
+def demo_config(tmp_path: Path) -> dict:
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["runs_root"] = str(tmp_path / "runs")
+    config["paper_dir"] = str(ROOT / "results" / "paper")
+    config["report"]["n_boot"] = 300
+    return config
+
+
+def fill_fake_runs(plan: Plan, preds_by_model: dict[str, list[pd.DataFrame]] | None = None) -> None:
+    """A fake run folder for every run of the plan; ``value`` = 40 + 4 * seed index."""
+    for model in plan.models:
+        for k, run in enumerate(plan.runs(model)):
+            stages = len(plan.run_configs[plan.config_name(run)]["model"].get("clips", [32, 128]))
+            stages = 1 if run.kind == "prior" else stages
+            preds = (preds_by_model or {}).get(model, [None] * 9)[k]
+            write_fake_run(Path(plan.run_dir(run)), stages, 40.0 + 4 * k, preds)
+
+
+# ----------------------------------------------------------------------------------------------
+# The paper's values
+
+
+@pytest.mark.parametrize("table, block, method, metric, value", [
+    ("table1", "ActivityNet Captions", "train", "sentences", 37421),
+    ("table1", "TACoS", "val", "videos", 27),
+    ("table2", "TACoS", "PLN", "R1@0.1", 53.74),
+    ("table2", "TACoS", "2D-TAN[82]", "mIoU", 25.19),
+    ("table2", "ActivityNet Captions", "2D-TAN[82]", "R5@0.7", 62.26),
+    ("table2", "ActivityNet Captions", "CBP[60]", "mIoU", 36.85),
+    ("table3", "I3D", "PLN", "mIoU", 49.09),
+    ("table3", "VGG", "2D-TAN[82]", "R5@0.5", 83.84),
+    ("table4", "three-stage", "Strategy 1 (t=3)", "R5@0.5", 49.86),
+    ("table4", "two-stage", "Strategy 2", "R1@0.7", 15.87),
+    ("table5", "four-stage", "N=16-32-64-128", "R1@0.3", 38.42),
+    ("table6", "128 clips", "N=128-128", "R5@0.7", 22.57),
+    ("table6", "64 clips", "N=32-64*", "mIoU", 25.01),
+    ("table7", "ActivityNet Captions", "w/o UC", "mIoU", 43.39),
+    ("table7", "Charades-STA", "w/o CFM", "R1@0.5", 44.09),
+])
+def test_paper_values_spot_checks(table, block, method, metric, value):
+    paper = PaperValues.read(ROOT / "results" / "paper" / f"{table}.csv")
+    assert paper.get(block, method, metric) == pytest.approx(value)
+
+
+def test_paper_values_shapes_and_gaps():
+    counts = {1: 18, 2: 27 * 14, 3: 14 * 7, 4: 7 * 7, 5: 7 * 7, 6: 8 * 7, 7: 9 * 4}
+    for t, n in counts.items():
+        assert len(pd.read_csv(ROOT / "results" / "paper" / f"table{t}.csv")) == n
+    table1 = PaperValues.read(ROOT / "results" / "paper" / "table1.csv")
+    assert math.isnan(table1.get("Charades-STA", "val", "videos"))  # "-" in the paper
+    table2 = PaperValues.read(ROOT / "results" / "paper" / "table2.csv")
+    assert math.isnan(table2.get("TACoS", "DEBUG[36]", "R1@0.5"))
+    assert math.isnan(table2.get("TACoS", None, "R1@0.5"))
+
+
+@pytest.mark.skipif(not PAPER_TEXT.exists(), reason="../shared/paper/PLN-paper.txt is not beside the repository")
+def test_table2_matches_the_paper_text_line_by_line():
+    text = PAPER_TEXT.read_text()
+    frame = pd.read_csv(ROOT / "results" / "paper" / "table2.csv", dtype={"value": str})
+    for method, part in frame.groupby("method", sort=False):
+        values = [("-" if pd.isna(v) else v) for v in part["value"]]
+        tacos, anet = part[part["block"] == "TACoS"], part[part["block"] != "TACoS"]
+        values = [("-" if pd.isna(v) else v) for v in list(tacos["value"]) + list(anet["value"])]
+        pattern = re.escape(method).replace(r"\[", r" ?\[") + r" " + " ".join(map(re.escape, values)) + r"\n"
+        assert re.search(pattern, text), f"{method}: {values} not in the paper's Table 2"
+
+
+def test_paper_values_refuse_duplicates(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("table,block,dataset,method,metric,value\nt,b,d,m,R1@0.5,1\nt,b,d,m,R1@0.5,2\n")
+    with pytest.raises(DataError, match="duplicate"):
+        PaperValues.read(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-query outcomes and the paired test
+
+
+def test_per_query_values_hand_computed():
+    pred = fake_predictions({0: [0.2, 0.6, 0.8], 1: [0.5], 2: [0.55, 0.1]})
+    assert per_query_values(pred, "R1@0.5").to_dict() == {0: 0.0, 1: 0.0, 2: 100.0}  # 0.5 is not > 0.5
+    assert per_query_values(pred, "R5@0.7").to_dict() == {0: 100.0, 1: 0.0, 2: 0.0}
+    assert per_query_values(pred, "R5@0.5").to_dict() == {0: 100.0, 1: 0.0, 2: 100.0}
+    np.testing.assert_allclose(per_query_values(pred, "mIoU").to_numpy(), [20.0, 50.0, 55.0])
+    with pytest.raises(ConfigError):
+        parse_metric("R1@")
+
+
+def test_aligned_outcomes_average_seeds_and_fill_missing_queries():
+    a0 = fake_predictions({0: [0.9], 1: [0.9]})
+    a1 = fake_predictions({0: [0.9], 1: [0.1]})
+    b0 = fake_predictions({0: [0.1], 2: [0.9]})  # query 1 kept nothing, query 2 only here
+    a, b = aligned_outcomes([a0, a1], [b0], "R1@0.5")
+    np.testing.assert_allclose(a, [100.0, 50.0, 0.0])
+    np.testing.assert_allclose(b, [0.0, 0.0, 100.0])
+
+
+# ----------------------------------------------------------------------------------------------
+# The plan
+
+
+def test_plan_merges_base_dataset_model_seed(tmp_path):
+    plan = Plan(demo_config(tmp_path))
+    cfg = plan.run_configs["activitynet-tan-seed1"]
+    assert cfg["train"]["seed"] == 1 and cfg["name"] == "activitynet-tan"
+    assert cfg["model"]["clips"] == [64] and cfg["model"]["conv_kernel"] == 9
+    assert cfg["model"]["positional_encoding"] is False  # the model overrides the dataset
+    assert cfg["model"]["hidden"] == 32  # from base
+    assert cfg["data"]["dataset"] == "synthetic-activitynet"
+    assert cfg["data"]["data_dir"] == "data/demo/activitynet"
+    assert plan.run_configs["activitynet-pln2-seed0"]["model"]["positional_encoding"] is True
+    assert plan.dataset_used("charades-i3d").startswith("synthetic-charades (I3D stand-in")
+    # a model trained once serves Tables 2, 4, 5, 6, 7 and Fig. 8
+    users = [t for t in plan.tables if t != "table1"
+             if any(r["model"] == "tacos-pln2" for b in plan.tables[t]["blocks"] for r in b["rows"])]
+    assert users == ["table2", "table4", "table5", "table6", "table7"]
+    assert len([r for r in plan.all_runs() if r.model == "tacos-pln2"]) == 2
+
+
+def test_plan_names_a_typo_in_an_experiment_fragment(tmp_path):
+    config = demo_config(tmp_path)
+    config["models"]["tacos-pln2"]["config"]["model"]["hiden"] = 8
+    with pytest.raises(ConfigError, match=r"model\.hiden"):
+        Plan(config)
+
+
+def test_seed_sets(tmp_path):
+    config = demo_config(tmp_path)
+    assert Plan(config).seeds("tacos-pln2") == [0, 1] and Plan(config).seeds("tacos-pln3") == [0]
+    config["models"]["tacos-pln3"]["seeds"] = "triple"
+    with pytest.raises(ConfigError, match="models.tacos-pln3.seeds: unknown seed set 'triple'"):
+        Plan(config)
+
+
+def test_plan_refuses_unknown_models_and_datasets(tmp_path):
+    config = demo_config(tmp_path)
+    config["tables"]["table2"]["blocks"][0]["rows"][0]["model"] = "tacos-plm2"
+    with pytest.raises(ConfigError, match="tables.table2.blocks\\[0\\].rows\\[0\\].model.*tacos-plm2"):
+        Plan(config)
+    config = demo_config(tmp_path)
+    config["models"]["tacos-pln2"]["dataset"] = "tacos2"
+    with pytest.raises(ConfigError, match="models.tacos-pln2.dataset"):
+        Plan(config)
+
+
+def test_real_data_inputs():
+    real = {"data": {"dataset": "tacos", "annotation_dir": "A", "feature_file": "F.h5", "glove": "G.txt"}}
+    assert real_data_inputs(real) == ["A", "F.h5", "G.txt"]
+    assert real_data_inputs(real, annotations_only=True) == ["A"]
+    assert real_data_inputs({"data": {"dataset": "synthetic-tacos", "annotation_dir": "A"}}) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables
+
+
+def test_table2_aggregates_seeds_and_compares_with_paper(tmp_path):
+    plan = Plan(demo_config(tmp_path))
+    good = [fake_predictions({q: [0.9 if q % 3 else 0.1] for q in range(60)})] * 2
+    bad = [fake_predictions({q: [0.1] for q in range(60)})] * 2
+    fill_fake_runs(plan, {"tacos-pln2": good, "tacos-tan": bad})
+    spec = plan.table_spec("table2")
+    df = build_table(spec)
+    pln = df[(df["block"] == "TACoS") & (df["row"] == "PLN")].set_index("metric")
+    # seeds 0 and 1: 40 + 2 and 44 + 2 (default = stage2)
+    assert pln.loc["R1@0.1", "mean"] == pytest.approx(44.0)
+    assert pln.loc["R1@0.1", "std"] == pytest.approx(math.sqrt(8.0))
+    assert pln.loc["R1@0.1", "n"] == 2 and pln.loc["R1@0.1", "seeds"] == "0 1"
+    assert pln.loc["R1@0.1", "paper"] == pytest.approx(53.74)
+    assert pln.loc["R1@0.1", "diff"] == pytest.approx(44.0 - 53.74)
+    assert (pln["dataset_used"] == "synthetic-tacos").all() and (pln["setting"] == "demo").all()
+    # paired test: 40 of 60 queries better, none worse -> +66.7 points, tiny p
+    assert pln.loc["R1@0.5", "diff_vs_baseline"] == pytest.approx(100.0 * 40 / 60)
+    assert pln.loc["R1@0.5", "p_value"] < 0.01
+    assert pln.loc["R1@0.5", "baseline"] == "2D-TAN (one-stage)"
+    prior = df[(df["row"] == "Prior only")]
+    assert (prior["n"] == 1).all() and prior["std"].isna().all() and prior["paper"].isna().all()
+    anet = df[df["block"] == "ActivityNet Captions"]
+    assert set(anet["metric"]) == {"R1@0.3", "R1@0.5", "R1@0.7", "R5@0.3", "R5@0.5", "R5@0.7", "mIoU"}
+    assert anet["dataset_used"].iloc[0] == "synthetic-activitynet"
+
+
+def test_identical_systems_give_p_one_and_one_seed_gives_no_test(tmp_path):
+    config = demo_config(tmp_path)
+    plan = Plan(config)
+    fill_fake_runs(plan)
+    df = build_table(plan.table_spec("table3"))
+    tested = df[df["row"] == "PLN"]
+    assert (tested["p_value"] == 1.0).all() and (tested["diff_vs_baseline"] == 0.0).all()
+    config["seed_sets"]["paired"] = [0]
+    plan = Plan(config)
+    df = build_table(plan.table_spec("table3"))
+    assert df[df["row"] == "PLN"]["p_value"].isna().all()
+
+
+def test_table4_reads_stages_and_strategy2(tmp_path):
+    plan = Plan(demo_config(tmp_path))
+    fill_fake_runs(plan)
+    df = build_table(plan.table_spec("table4"))
+    three = df[(df["block"] == "three-stage") & (df["metric"] == "mIoU")].set_index("row")["mean"]
+    assert three.to_dict() == {"Strategy 1 (t=1)": 41.0, "Strategy 1 (t=2)": 42.0, "Strategy 1 (t=3)": 43.0,
+                               "Strategy 2": 39.0}  # one seed: value 40 + t
+    two = df[(df["block"] == "two-stage") & (df["metric"] == "mIoU")].set_index("row")
+    assert two.loc["Strategy 1 (t=1)", "mean"] == 43.0 and two.loc["Strategy 1 (t=1)", "n"] == 2  # seeds 0, 1
+
+
+def test_table_files_render_header_and_cells(tmp_path):
+    plan = Plan(demo_config(tmp_path))
+    fill_fake_runs(plan)
+    out = tmp_path / "tables"
+    spec = plan.table_spec("table7")
+    df = make_table(spec, out / "t.csv", out / "t.md", out / "t.tex")
+    back = pd.read_csv(out / "t.csv")
+    assert len(back) == len(df) == 3 * 3 * 4
+    md = (out / "t.md").read_text()
+    assert "Setting: demo (config.yaml)" in md
+    assert "## TACoS: run on synthetic-tacos (paper: TACoS)" in md
+    assert "| Full model | 44.00 ± 2.83 (2) |" in md
+    assert "| ↳ paper | 43.89 |" in md
+    assert "clips 32-128" in md  # the demo widths are stated
+    tex = (out / "t.tex").read_text()
+    assert r"$\pm$" in tex and "synthetic-charades" in tex and tex.count(r"\begin{tabular}") == 1
+
+
+def test_missing_metrics_key_names_the_file(tmp_path):
+    run = tmp_path / "r"
+    write_fake_run(run, 1, 10.0)
+    with pytest.raises(DataError, match="strategy2"):
+        read_metrics(run / "test_metrics.json", "strategy2")
+    with pytest.raises(DataError, match="not found"):
+        read_metrics(tmp_path / "nope.json")
+
+
+def test_table1_from_stats(tmp_path):
+    plan = Plan(demo_config(tmp_path))
+    for d in plan.tables["table1"]["datasets"]:
+        stats = Path(plan.stats_dir(d))
+        stats.mkdir(parents=True)
+        pd.DataFrame({"dataset": "x", "split": ["train", "val", "test"], "videos": [4, 2, 1],
+                      "sentences": [400, 200, 100]}).to_csv(stats / "table1.csv", index=False)
+    out = tmp_path / "t"
+    df = make_table(plan.table_spec("table1"), out / "1.csv", out / "1.md", out / "1.tex")
+    row = df[(df["dataset"] == "TACoS") & (df["row"] == "train") & (df["metric"] == "sentences")].iloc[0]
+    assert row["mean"] == 400 and row["paper"] == 9790 and row["diff"] == 400 - 9790
+    assert "run on synthetic-tacos" in (out / "1.md").read_text()
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures and summary
+
+
+def test_span_to_cell():
+    assert span_to_cell(np.array([10.0, 30.0]), 100.0, 10) == (1, 2)
+    assert span_to_cell(np.array([0.0, 100.0]), 100.0, 16) == (0, 15)
+    assert span_to_cell(np.array([99.0, 100.0]), 100.0, 4) == (3, 3)
+
+
+def test_length_groups_and_gain(tmp_path):
+    pln = fake_predictions({0: [0.9], 1: [0.9], 2: [0.9], 3: [0.1]}, rel_length={0: 0.05, 1: 0.05, 2: 0.6, 3: 0.6})
+    base = fake_predictions({0: [0.9], 1: [0.1], 2: [0.9], 3: [0.9]}, rel_length={0: 0.05, 1: 0.05, 2: 0.6, 3: 0.6})
+    table = length_group_table([pln], "R1@0.5", [0.0, 0.1, 0.5, 1.0])
+    assert table["count"].tolist() == [2, 0, 2]
+    assert table["value"].iloc[0] == 100.0 and math.isnan(table["value"].iloc[1]) and table["value"].iloc[2] == 50.0
+    spec = {"metrics": ["R1@0.5"], "edges": [0.0, 0.1, 0.5, 1.0], "panels": [{
+        "dataset": "TACoS", "dataset_used": "synthetic-tacos",
+        "pln": {"label": "PLN", "runs": [{"predictions": _save(tmp_path / "a.csv", pln)}]},
+        "baseline": {"label": "2D-TAN", "runs": [{"predictions": _save(tmp_path / "b.csv", base)}]}}]}
+    data = fig8_data(spec)
+    assert data["gain"].iloc[0] == pytest.approx(100.0)  # 100 vs 50
+    assert data["gain"].iloc[2] == pytest.approx(-50.0)  # 50 vs 100
+
+
+def _save(path: Path, frame: pd.DataFrame) -> str:
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def test_all_figures_and_summary_are_written(tmp_path):
+    plan = Plan(demo_config(tmp_path))
+    fill_fake_runs(plan)
+    for d in plan.figures["fig5"]["datasets"]:
+        stats = Path(plan.stats_dir(d))
+        stats.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(0)
+        pd.DataFrame({"dataset": d, "split": "train", "length_s": rng.gamma(2, 10, 50),
+                      "rel_length": rng.random(50)}).to_csv(stats / "moment_lengths.csv", index=False)
+    for figure in ("fig5", "fig7", "fig8"):
+        outputs = [str(tmp_path / "fig" / f"{figure}.{ext}") for ext in ("png", "pdf")]
+        outputs += [str(tmp_path / "fig" / "fig8.csv")] if figure == "fig8" else []
+        make_figure(plan.figure_spec(figure), outputs)
+        for path in outputs:
+            assert Path(path).stat().st_size > 0
+    assert Path(outputs[0]).read_bytes()[:4] == b"\x89PNG"
+    fig8 = pd.read_csv(tmp_path / "fig" / "fig8.csv")
+    assert set(fig8["dataset"]) == {"TACoS", "ActivityNet Captions"}
+    spec = plan.summary_spec()
+    text = summary_markdown(spec)
+    for table in plan.all_tables():
+        assert Path(table).name in text
+    for figure in plan.all_figures():
+        assert Path(figure).name in text
+    assert "](tables/table2.md)" in text and "](../figures/fig8.png)" in text
+
+
+def test_output_checker_accepts_complete_outputs_and_names_gaps(tmp_path):
+    from pln.report.check import check_outputs, load_snakemake_config
+    from pln.report.summary import write_summary
+
+    config = demo_config(tmp_path)
+    config.update(tables_dir=str(tmp_path / "results" / "tables"), figures_dir=str(tmp_path / "figures"),
+                  summary=str(tmp_path / "results" / "README.md"))
+    config["report"]["n_boot"] = 50
+    plan = Plan(config)
+    fill_fake_runs(plan)
+    for d in plan.datasets:
+        stats = Path(plan.stats_dir(d))
+        stats.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"dataset": d, "split": ["train", "val", "test"], "videos": 3, "sentences": 9}).to_csv(
+            stats / "table1.csv", index=False)
+        pd.DataFrame({"dataset": d, "split": "train", "length_s": [1.0, 2.0, 5.0],
+                      "rel_length": [0.1, 0.2, 0.5]}).to_csv(stats / "moment_lengths.csv", index=False)
+    for table in plan.tables:
+        make_table(plan.table_spec(table), *plan.table_outputs(table))
+    for figure in plan.figures:
+        make_figure(plan.figure_spec(figure), plan.figure_outputs(figure))
+    write_summary(plan.summary_spec(), plan.summary)
+    assert check_outputs(plan) == []
+    csv = plan.table_outputs("table5")[0]
+    frame = pd.read_csv(csv)
+    frame[frame["row"] != "N=16-32-64-128"].to_csv(csv, index=False)
+    Path(plan.figure_outputs("fig7")[1]).write_text("not a pdf")
+    problems = check_outputs(plan)
+    assert any("table5.csv: rows differ" in p and "N=16-32-64-128" in p for p in problems)
+    assert any("fig7.pdf: not a PDF" in p for p in problems)
+    merged = load_snakemake_config([ROOT / "config" / "smoke.yaml"], base=ROOT / "config.yaml")
+    assert merged["setting"] == "smoke" and merged["base"]["model"]["hidden"] == 16
+    assert merged["base"]["model"]["word_dim"] == 50  # kept from config.yaml
+    assert merged["models"]["tacos-pln2"]["dataset"] == "tacos"  # kept from config.yaml

@@ -1,0 +1,142 @@
+"""The Snakemake workflow: dry runs of every target with every setting, single-output targets,
+the config schema and ``snakemake --lint``. Nothing is trained here (``-n``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def snakemake(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The "Job stats" table of a dry run -> {rule: count} (without the total)."""
+    block = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in block.splitlines()[3:]:
+        match = re.match(r"^(\S+)\s+(\d+)$", line.strip())
+        if not match or match.group(1) == "total":
+            break
+        counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def dry_run(*args: str) -> dict[str, int]:
+    result = snakemake("-n", *args, "--quiet", "rules")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return job_counts(result.stdout + result.stderr)
+
+
+@pytest.mark.parametrize("setting", [[], ["--configfile", "config/smoke.yaml"]], ids=["default", "smoke"])
+def test_dry_run_of_every_target(setting):
+    counts = dry_run("all", *setting)
+    assert counts["table"] == 7 and counts["figure"] == 2 and counts["fig8"] == 1 and counts["summary"] == 1
+    assert counts["stats"] == 4 and counts["prior"] == 4
+    assert counts["run_config"] == counts["train"] + counts["prior"] + counts["stats"]
+    tables = dry_run("all_tables", *setting)
+    assert "figure" not in tables and "summary" not in tables and tables["table"] == 7
+    figures = dry_run("all_figures", *setting)
+    assert "table" not in figures and figures["figure"] == 2 and figures["fig8"] == 1
+
+
+def test_seeds_per_model():
+    # 24 trained models: one seed each, a second one for the 8 models of Tables 2-3
+    assert dry_run("all_tables")["train"] == 24 + 8
+    assert dry_run("all_tables", "--configfile", "config/smoke.yaml")["train"] == 24 + 8
+
+
+def test_one_figure_runs_only_what_it_needs():
+    counts = dry_run("figures/fig7.png")
+    # the config of the one run, the dataset's statistics (and its config), one training, the figure
+    assert counts == {"run_config": 2, "stats": 1, "train": 1, "figure": 1}
+    counts = dry_run("results/tables/table1.csv")
+    assert counts == {"run_config": 3, "stats": 3, "table": 1}
+
+
+def test_paper_setting_stops_on_placeholder_paths():
+    result = snakemake("-n", "all", "--configfile", "config/paper.yaml")
+    assert result.returncode != 0
+    assert "Missing input files" in result.stdout + result.stderr
+    assert "FILL_ME/" in result.stdout + result.stderr
+
+
+def test_paper_setting_with_data_present_dry_runs_as_gpu_jobs(tmp_path):
+    paths = {}
+    for name in ("tacos", "activitynet", "charades"):
+        (tmp_path / name).mkdir()
+        paths[name] = tmp_path / name
+    for name in ("t.h5", "a.h5", "v.h5", "i.h5", "glove.txt"):
+        (tmp_path / name).write_text("x")
+    overlay = {
+        "base": {"data": {"glove": str(tmp_path / "glove.txt")}},
+        "datasets": {
+            "tacos": {"config": {"data": {"annotation_dir": str(paths["tacos"]), "feature_file": str(tmp_path / "t.h5")}}},
+            "activitynet": {"config": {"data": {"annotation_dir": str(paths["activitynet"]),
+                                                "feature_file": str(tmp_path / "a.h5")}}},
+            "charades-vgg": {"config": {"data": {"annotation_dir": str(paths["charades"]),
+                                                 "feature_file": str(tmp_path / "v.h5")}}},
+            "charades-i3d": {"config": {"data": {"annotation_dir": str(paths["charades"]),
+                                                 "feature_file": str(tmp_path / "i.h5")}}},
+        },
+    }
+    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    result = snakemake("-n", "figures/fig8.png", "--configfile", "config/paper.yaml", str(tmp_path / "overlay.yaml"))
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "runs/paper/tacos-pln2/seed2/test_metrics.json" in out  # three seeds
+    assert "runs/paper/tacos-tan/seed2/test_metrics.json" in out
+    assert re.search(r"gpu=1\b", out) and "mem_mb=32000" in out
+
+
+def test_schema_names_a_typo_key(tmp_path):
+    (tmp_path / "typo.yaml").write_text("seedz: [0]\n")
+    result = snakemake("-n", "all", "--configfile", str(tmp_path / "typo.yaml"))
+    assert result.returncode != 0
+    assert "seedz" in result.stdout + result.stderr
+
+
+def test_a_typo_inside_an_experiment_config_is_named(tmp_path):
+    (tmp_path / "typo.yaml").write_text("base:\n  model:\n    hiden: 8\n")
+    result = snakemake("-n", "all", "--configfile", str(tmp_path / "typo.yaml"))
+    assert result.returncode != 0
+    assert "model.hiden" in result.stdout + result.stderr
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("PLN_SMOKE_WORKFLOW"),
+                    reason="the end-to-end smoke workflow takes minutes; set PLN_SMOKE_WORKFLOW=1 to run it")
+def test_smoke_workflow_end_to_end(tmp_path):
+    """The whole DAG on config/smoke.yaml in a copy of the tree, then the output checker; a
+    second call has nothing to do."""
+    work = tmp_path / "repo"
+    ignore = shutil.ignore_patterns(".venv", ".git", ".snakemake", "runs", "data", "cache", "logs", "benchmarks",
+                                    "__pycache__", "*.egg-info")
+    shutil.copytree(ROOT, work, ignore=ignore)
+    for stale in [*(work / "results" / "tables").glob("*"), *(work / "figures").glob("*")]:
+        stale.unlink()
+    run = lambda *args: subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=work, capture_output=True,
+                                       text=True, timeout=1800)
+    first = run("--cores", "2", "all", "--configfile", "config/smoke.yaml")
+    assert first.returncode == 0, first.stdout[-5000:] + first.stderr[-5000:]
+    check = subprocess.run([sys.executable, "-m", "pln.report.check", "config/smoke.yaml"], cwd=work,
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+    second = run("-n", "all", "--configfile", "config/smoke.yaml")
+    assert "Nothing to be done" in second.stdout + second.stderr

@@ -1,0 +1,70 @@
+# Shared set-up: the experiment plan of this config and the helpers the rules' inputs call.
+
+import os
+
+from pln.report.experiments import (
+    PRIOR_FILES,
+    STATS_FILES,
+    TRAIN_FILES,
+    Plan,
+    pln_command,
+    real_data_inputs,
+    write_run_config,
+)
+
+PLAN = Plan(config)
+PLN = pln_command(config.get("pln_command"))
+RUNS = PLAN.runs_root
+
+
+wildcard_constraints:
+    model="[A-Za-z0-9][A-Za-z0-9.-]*",
+    seed="[0-9]+",
+    dataset="[A-Za-z0-9][A-Za-z0-9.-]*",
+    name="[A-Za-z0-9][A-Za-z0-9.-]*",
+    table="table[1-7]",
+
+
+localrules:
+    all,
+    all_tables,
+    all_figures,
+    run_config,
+    stats,
+    prior,
+    table,
+    figure,
+    fig8,
+    summary,
+
+
+def train_inputs(wildcards):
+    """A trained run needs its config, its data files (real data) and its dataset prepared."""
+    name = f"{wildcards.model}-seed{wildcards.seed}"
+    dataset = PLAN.models[wildcards.model]["dataset"]
+    return {
+        "config": PLAN.config_path(name),
+        "prepared": f"{PLAN.stats_dir(dataset)}/table1.csv",
+        "data": real_data_inputs(PLAN.run_configs[name]),
+    }
+
+
+def prior_inputs(wildcards):
+    name = f"{wildcards.model}-prior"
+    dataset = PLAN.models[wildcards.model]["dataset"]
+    return {
+        "config": PLAN.config_path(name),
+        "prepared": f"{PLAN.stats_dir(dataset)}/table1.csv",
+        "data": real_data_inputs(PLAN.run_configs[name]),
+    }
+
+
+def stats_inputs(wildcards):
+    """Statistics read the annotations only (and make the synthetic dataset)."""
+    name = f"stats-{wildcards.dataset}"
+    return {"config": PLAN.config_path(name), "data": real_data_inputs(PLAN.run_configs[name], annotations_only=True)}
+
+
+def train_resource(key):
+    """A training resource of the model being trained (resources.train, then the model's own)."""
+    return lambda wildcards: PLAN.resources(wildcards.model)[key]

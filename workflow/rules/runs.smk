@@ -1,0 +1,69 @@
+# Runs: one experiment config per run, dataset preparation and statistics, training, prior-only
+# baselines. A model is trained once per seed and serves every table that names it.
+
+
+rule run_config:
+    output:
+        f"{RUNS}/configs/{{name}}.yaml",
+    params:
+        values=lambda wildcards: PLAN.run_configs[wildcards.name],
+    log:
+        f"logs/{PLAN.setting}/configs/{{name}}.log",
+    run:
+        write_run_config(params.values, output[0], log[0])
+
+
+rule stats:
+    input:
+        unpack(stats_inputs),
+    output:
+        *[f"{RUNS}/stats/{{dataset}}/{name}" for name in STATS_FILES],
+    params:
+        pln=PLN,
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
+    log:
+        f"logs/{PLAN.setting}/stats/{{dataset}}.log",
+    conda:
+        "../envs/pln.yaml"
+    shell:
+        "{params.pln} stats {input.config} --out {params.out_dir} > {log} 2>&1"
+
+
+rule train:
+    input:
+        unpack(train_inputs),
+    output:
+        *[f"{RUNS}/{{model}}/seed{{seed}}/{name}" for name in TRAIN_FILES],
+    params:
+        pln=PLN,
+        run_dir=lambda wildcards, output: os.path.dirname(output[0]),
+    log:
+        f"logs/{PLAN.setting}/train/{{model}}/seed{{seed}}.log",
+    benchmark:
+        f"benchmarks/{PLAN.setting}_{{model}}_seed{{seed}}.tsv"
+    threads: lambda wildcards: PLAN.resources(wildcards.model)["threads"]
+    resources:
+        gpu=train_resource("gpu"),
+        mem_mb=train_resource("mem_mb"),
+        runtime=train_resource("runtime"),
+        cpus_per_task=train_resource("threads"),
+    conda:
+        "../envs/pln.yaml"
+    shell:
+        "{params.pln} train {input.config} --out {params.run_dir} > {log} 2>&1"
+
+
+rule prior:
+    input:
+        unpack(prior_inputs),
+    output:
+        *[f"{RUNS}/{{model}}/prior/{name}" for name in PRIOR_FILES],
+    params:
+        pln=PLN,
+        run_dir=lambda wildcards, output: os.path.dirname(output[0]),
+    log:
+        f"logs/{PLAN.setting}/prior/{{model}}.log",
+    conda:
+        "../envs/pln.yaml"
+    shell:
+        "{params.pln} baseline-prior {input.config} --out {params.run_dir} > {log} 2>&1"
