@@ -1,9 +1,13 @@
 """`pln bench`: training and inference throughput, peak memory, parameters and FLOPs of the
 paper's configurations on synthetic input of the real shapes.
 
-Each configuration is measured twice in the same process: once as configured (``--bf16`` adds
-bf16 autocast and channels-last on the GPU) and once as the plain eager fp32 reference of the same
-computation, so the printed ratio compares like with like on one machine.
+Each configuration is measured twice in the same process: as we run it (the banded ConvNet that
+skips the all-zero region below the diagonal band; ``--bf16`` adds bf16 autocast, and channels-last
+on the GPU) and as the plain eager fp32 reference of the same computation (dense convolutions over
+the whole padded map), so the printed ratio compares like with like on one machine.
+
+From the measured training throughput it also prints the GPU-hours (device-hours) of every
+training run of ``config/paper.yaml`` (train queries x epochs x seeds), on the measured device.
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ def count_flops(model: PLN, batch: dict) -> float:
 
 
 def measure(cfg: ModelConfig, device: torch.device, batch_size: int, steps: int, warmup: int,
-            bf16: bool) -> dict:
+            bf16: bool) -> dict[str, float]:
     """Train-step and inference throughput of one configuration."""
     from pln.config import LossConfig
     from pln.eval.inference import predict_topk
@@ -99,7 +103,7 @@ def measure(cfg: ModelConfig, device: torch.device, batch_size: int, steps: int,
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     batch = synthetic_batch(cfg, batch_size, device)
     lambdas = LossConfig().resolved_lambdas(len(cfg.clips))
-    use_bf16 = bf16 and device.type == "cuda"
+    use_bf16 = bf16
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -145,33 +149,72 @@ def measure(cfg: ModelConfig, device: torch.device, batch_size: int, steps: int,
     }
 
 
+# Train queries per epoch of the real datasets (SPEC section 6).
+TRAIN_QUERIES = {"tacos": 9790, "activitynet": 37417, "charades": 12404}
+
+
+def bench_config_for(family: str, stages: int) -> str:
+    """The measured configuration that stands for a run of the paper plan (same dataset shape)."""
+    if family == "tacos":
+        return "2dtan-tacos-128" if stages == 1 else "pln-tacos-32-128"
+    return "pln-activitynet-16-64" if family == "activitynet" else "pln-charades-16-64"
+
+
+def paper_gpu_hours(queries_per_s: dict[str, float], overlay: str = "config/paper.yaml") -> tuple[float, int]:
+    """(device-hours, training runs) of every training run of ``overlay``, at the given rates.
+
+    Each run is charged its dataset's train queries x ``train.max_epochs`` at the training rate of
+    the configuration of the same dataset and stage count (validation and test passes excluded).
+    """
+    from pln.config import config_from_dict
+    from pln.report.check import load_snakemake_config
+    from pln.report.experiments import Plan
+
+    plan = Plan(load_snakemake_config([overlay]))
+    hours, runs = 0.0, 0
+    for run in plan.all_runs():
+        if run.kind != "train":
+            continue
+        cfg = config_from_dict(plan.run_configs[plan.config_name(run)])
+        rate = queries_per_s[bench_config_for(cfg.data.family, cfg.model.num_stages)]
+        hours += TRAIN_QUERIES[cfg.data.family] * cfg.train.max_epochs / rate / 3600
+        runs += 1
+    return hours, runs
+
+
 def main(args: argparse.Namespace) -> int:
     device = _device(args.device)
     name = device_name(device)
     rows = []
     for cfg_name in args.configs:
         base = replace(ModelConfig(), hidden=args.width, conv_channels=args.width, **CONFIGS[cfg_name])
-        variants = [("configured", args.bf16)]
+        variants = [("ours", replace(base, conv_banded=True), args.bf16)]
         if not args.no_reference:
-            variants.append(("eager-fp32", False))
-        for variant, bf16 in variants:
-            r = measure(base, device, args.batch, args.steps, args.warmup, bf16)
-            rows.append({"config": cfg_name, "variant": variant, "bf16": bf16, "batch": args.batch,
-                         "width": args.width, **r})
-            print(f"{cfg_name:24s} {variant:11s} step {r['step_s']:.4f} s  train {r['train_queries_per_s']:8.1f} q/s"
-                  f"  infer {r['infer_queries_per_s']:9.1f} q/s  peak {r['peak_mem_gib']:.2f} GiB"
-                  f"  params {r['params'] / 1e6:.1f} M  {r['train_gflop_per_step']:.0f} GFLOP/step", flush=True)
+            variants.append(("eager-fp32", replace(base, conv_banded=False), False))
+        for variant, cfg, bf16 in variants:
+            r = measure(cfg, device, args.batch, args.steps, args.warmup, bf16)
+            rows.append({"config": cfg_name, "variant": variant, "bf16": bf16, "banded": cfg.conv_banded,
+                         "batch": args.batch, "width": args.width, **r})
+            print(f"{cfg_name:22s} {variant:10s} step {r['step_s']:8.4f} s  train {r['train_queries_per_s']:8.1f} q/s"
+                  f"  infer {r['infer_queries_per_s']:9.1f} q/s  peak {r['peak_mem_gib']:6.2f} GiB"
+                  f"  params {r['params'] / 1e6:5.1f} M  {r['train_gflop_per_step']:9.1f} GFLOP/step", flush=True)
     frame = pd.DataFrame(rows)
     frame.insert(0, "device", name)
     frame.insert(1, "torch", torch.__version__)
     frame.insert(2, "date", dt.date.today().isoformat())
     if not args.no_reference:
         ref = frame[frame.variant == "eager-fp32"].set_index("config")["step_s"]
-        frame["speedup_vs_eager_fp32"] = frame.apply(lambda r: ref[r["config"]] / r["step_s"], axis=1)
+        frame["speedup_vs_eager_fp32"] = [ref[c] / s for c, s in zip(frame["config"], frame["step_s"])]
         for cfg_name in args.configs:
-            print(f"{cfg_name}: configured vs eager fp32 step time: x{ref[cfg_name] / frame[(frame.config == cfg_name) & (frame.variant == 'configured')]['step_s'].iloc[0]:.2f}")
+            ours = frame[(frame.config == cfg_name) & (frame.variant == "ours")]["speedup_vs_eager_fp32"].iloc[0]
+            print(f"{cfg_name}: ours vs eager fp32 training step: x{ours:.2f}")
     out = Path(args.out or f"results/benchmarks/{device.type}.csv")
     atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6g"))
-    print(f"device: {name}; wrote {out}")
+    print(f"device: {name}; torch {torch.__version__}; batch {args.batch}, width {args.width}; wrote {out}")
+    ours = frame[frame.variant == "ours"].set_index("config")["train_queries_per_s"].to_dict()
+    if set(ours) == set(CONFIGS) and args.width == 512 and args.batch == 32:
+        hours, runs = paper_gpu_hours(ours)
+        print(f"config/paper.yaml: {runs} training runs need about {hours:.1f} device-hours of training on {name}")
+    else:
+        print("(the paper's device-hours are printed for a run of all configurations at width 512, batch 32)")
     return 0
-

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pln.config import config_from_dict, merge
+from pln.config import ModelConfig, config_from_dict, merge
 from pln.errors import ConfigError
 
 TRAIN_FILES = ("test_metrics.json", "predictions.csv", "score_maps.npz")
@@ -146,6 +146,13 @@ class Plan:
         data = values.setdefault("data", {})
         data.setdefault("data_dir", f"{self.config.get('data_root', 'data')}/{self.setting}/{dataset}")
         data.setdefault("cache_dir", f"{self.config.get('cache_root', 'cache')}/{self.setting}/{dataset}")
+        divisor = int(self.config.get("clip_divisor", 1))
+        if divisor > 1:
+            # A CPU-sized setting: every clip count and the unit count divided by the same factor.
+            model = values.setdefault("model", {})
+            defaults = ModelConfig()
+            model["clips"] = [c // divisor for c in model.get("clips", defaults.clips)]
+            model["num_units"] = model.get("num_units", defaults.num_units) // divisor
         train = values.setdefault("train", {})
         train.setdefault("threads", threads)
         if seed is not None:
