@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from pln.config import ExperimentConfig, save_config
 from pln.data.dataset import build_dataset, collate
-from pln.devices import resolve_device
+from pln.devices import claim_device
 from pln.engine.checkpoint import check_model_config, load_checkpoint, save_checkpoint
 from pln.engine.inference import predict_split, split_metrics, strategy_keys, to_device
 from pln.engine.outputs import write_predictions, write_score_maps
@@ -126,16 +126,17 @@ def train(cfg: ExperimentConfig, out_dir: str | Path) -> dict[str, Any]:
     save_config(cfg, run.config)
     handler = _attach_log_file(run.log)
     try:
-        return _train(cfg, run)
+        # On a multi-GPU workstation each concurrent run holds its own GPU (pln.devices).
+        with claim_device(cfg.train.device) as device:
+            return _train(cfg, run, device)
     finally:
         logging.getLogger("pln").removeHandler(handler)
         handler.close()
 
 
-def _train(cfg: ExperimentConfig, run: RunDir) -> dict[str, Any]:
+def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str, Any]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)
     lambdas = cfg.loss.resolved_lambdas(cfg.model.num_stages)
     family = cfg.data.family
