@@ -12,7 +12,9 @@ import pytest
 from pln.config import SyntheticConfig
 from pln.data.annotations import read_split
 from pln.data.features import FeatureStore
-from pln.data.synthetic import ACTIONS, FEATURE_FILES, OBJECTS, SHAPES, generate, prototypes, split_sizes
+from pln.data.synthetic import (ACTIONS, FEATURE_FILES, GENERATOR_VERSION, MAX_EVENTS, OBJECTS, SHAPES,
+                                 _features, _ladder_pairs, _Video, folder_name, generate, prototypes,
+                                 split_sizes)
 
 NAMES = ("synthetic-tacos", "synthetic-activitynet", "synthetic-charades")
 
@@ -94,7 +96,7 @@ def test_signal_needs_both_words(tmp_path: Path) -> None:
 
 
 def test_prior_only_baseline_scores_low(tmp_path: Path) -> None:
-    generate("synthetic-charades", tmp_path, SyntheticConfig(feature_dim=4))
+    generate("synthetic-charades", tmp_path, SyntheticConfig(scale=2.0, feature_dim=4))
     train, _ = read_split("charades", tmp_path, "train")
     test, _ = read_split("charades", tmp_path, "test")
     rel = lambda ss: np.array([[s.start / s.duration, s.end / s.duration] for s in ss])  # noqa: E731
@@ -129,3 +131,32 @@ def test_real_annotations_mode(tmp_path: Path) -> None:
     norms = np.linalg.norm(x, axis=1)
     assert norms[inside].min() > 2 * norms[background].max()
     assert abs(np.corrcoef(x[inside].mean(0), x[other].mean(0))[0, 1]) < 0.9
+
+
+@pytest.mark.parametrize("k", [4, 6])
+def test_ladder_pairs_give_every_event_both_distractors(k: int) -> None:
+    pairs = _ladder_pairs(np.random.default_rng(0), k)
+    assert len({tuple(p) for p in pairs}) == k  # distinct events
+    for a, o in pairs:  # another event with the same action, another with the same object
+        assert (pairs[:, 0] == a).sum() == 2 and (pairs[:, 1] == o).sum() == 2
+
+
+def test_events_on_background(tmp_path: Path) -> None:
+    video = _Video("v", 10.0, np.array([[2.0, 4.0], [6.0, 7.0]]), np.array([0, 1]), np.array([2, 3]),
+                   np.array([True, True]), rows=10)
+    acts, objs = np.eye(6, 16, dtype=np.float32), np.eye(6, 16, k=6, dtype=np.float32)
+    x = _features(np.random.default_rng(0), video, acts, objs, noise=0.0)  # row t centred at t + 0.5 s
+    np.testing.assert_array_equal(x[2], acts[0] + objs[2])
+    np.testing.assert_array_equal(x[3], acts[0] + objs[2])
+    np.testing.assert_array_equal(x[6], acts[1] + objs[3])
+    assert not x[[0, 1, 4, 5, 7, 8, 9]].any()
+    generate("synthetic-tacos", tmp_path, SyntheticConfig(scale=0.5, feature_dim=8))
+    samples, _ = read_split("tacos", tmp_path, "train")
+    per_video: dict[str, set] = {}
+    for s in samples:
+        per_video.setdefault(s.video_id, set()).add((round(s.start, 3), round(s.end, 3)))
+    assert max(len(v) for v in per_video.values()) <= MAX_EVENTS
+
+
+def test_folder_name_carries_generator_version() -> None:
+    assert folder_name(SyntheticConfig(scale=2.0)) == f"v{GENERATOR_VERSION}_scale2_seed0_d64_noise0.5"
