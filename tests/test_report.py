@@ -163,11 +163,27 @@ def test_aligned_outcomes_average_seeds_and_fill_missing_queries():
 # The plan
 
 
+def config_divisor(plan: Plan) -> int:
+    return int(plan.config.get("clip_divisor", 1))
+
+
+def test_clip_divisor_one_keeps_the_papers_counts(tmp_path):
+    config = demo_config(tmp_path)
+    config["clip_divisor"] = 1
+    plan = Plan(config)
+    assert plan.run_configs["activitynet-tan-seed1"]["model"]["clips"] == [64]
+    assert plan.run_configs["tacos-pln4-seed0"]["model"]["clips"] == [16, 32, 64, 128]
+    assert plan.run_configs["tacos-pln4-seed0"]["model"].get("num_units", 256) == 256
+
+
 def test_plan_merges_base_dataset_model_seed(tmp_path):
     plan = Plan(demo_config(tmp_path))
     cfg = plan.run_configs["activitynet-tan-seed1"]
     assert cfg["train"]["seed"] == 1 and cfg["name"] == "activitynet-tan"
-    assert cfg["model"]["clips"] == [64] and cfg["model"]["conv_kernel"] == 9
+    # the demo divides the paper's N=64 (and the 256 units) by clip_divisor 4
+    assert config_divisor(plan) == 4
+    assert cfg["model"]["clips"] == [16] and cfg["model"]["num_units"] == 64
+    assert cfg["model"]["conv_kernel"] == 9
     assert cfg["model"]["positional_encoding"] is False  # the model overrides the dataset
     assert cfg["model"]["hidden"] == 32  # from base
     assert cfg["data"]["dataset"] == "synthetic-activitynet"
@@ -281,7 +297,7 @@ def test_table_files_render_header_and_cells(tmp_path):
     assert "## TACoS: run on synthetic-tacos (paper: TACoS)" in md
     assert "| Full model | 44.00 ± 2.83 (2) |" in md
     assert "| ↳ paper | 43.89 |" in md
-    assert "clips 32-128" in md  # the demo widths are stated
+    assert "clips 8-32" in md  # the demo's clip counts (32-128 divided by 4) are stated
     tex = (out / "t.tex").read_text()
     assert r"$\pm$" in tex and "synthetic-charades" in tex and tex.count(r"\begin{tabular}") == 1
 
