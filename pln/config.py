@@ -178,7 +178,7 @@ class TrainConfig:
     max_epochs: int = 50
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    bf16: bool = False  # bf16 autocast (GPU)
+    bf16: bool = False  # bf16 autocast (GPU; on the CPU where it has bf16 units)
     select_metric: str = "R1@0.5"  # validation metric that picks the epoch
     eval_batch_size: int = 64
     max_train_batches: int | None = None  # cap per epoch (smoke tests); None: the whole split

@@ -75,7 +75,7 @@ def predict_split(
     meta: list[tuple[torch.Tensor, ...]] = []
     for batch in loader:
         batch = to_device(batch, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             output = model(batch["units"], batch["words"], batch["lengths"])
         output = output._replace(scores=[s.float() for s in output.scores])
         for key in keys:

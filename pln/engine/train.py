@@ -70,9 +70,10 @@ def train_one_epoch(
     from tqdm import tqdm
 
     model.train()
-    use_bf16 = cfg.train.bf16 and device.type == "cuda"
+    use_bf16 = cfg.train.bf16
     totals = np.zeros(1 + len(lambdas))
     seen = 0
+    util: list[float] = []  # GPU utilisation samples (percent), where the driver reports them
     t0 = time.perf_counter()
     kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "0"))
     steps_per_epoch = len(loader) if cfg.train.max_train_batches is None else min(len(loader), cfg.train.max_train_batches)
@@ -99,6 +100,7 @@ def train_one_epoch(
         totals += b * np.array([total.item()] + [x.item() for x in per_stage])
         if step % max(1, cfg.train.log_every) == 0:
             bar.set_postfix(loss=f"{total.item():.4f}", qps=f"{seen / (time.perf_counter() - t0):.1f}")
+            util.extend(gpu_utilisation(device))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
@@ -107,7 +109,19 @@ def train_one_epoch(
     row.update({f"loss_stage{t + 1}": float(v) for t, v in enumerate(means[1:])})
     row["train_queries_per_s"] = seen / seconds if seconds > 0 else float("nan")
     row["train_seconds"] = seconds
+    if util:
+        row["gpu_util_percent"] = float(np.mean(util))
     return row
+
+
+def gpu_utilisation(device: torch.device) -> list[float]:
+    """``[percent]`` of the GPU's recent busy time (NVML through torch), or ``[]`` off CUDA."""
+    if device.type != "cuda":
+        return []
+    try:
+        return [float(torch.cuda.utilization(device))]
+    except Exception:  # NVML missing or not permitted: report nothing rather than fail the run
+        return []
 
 
 def _write_epochs(run: RunDir, history: list[dict[str, Any]]) -> None:
