@@ -26,7 +26,7 @@ from matplotlib.ticker import MaxNLocator
 
 from pln.errors import DataError
 from pln.eval.metrics import group_labels
-from pln.report.tables import per_query_values, read_predictions
+from pln.report.tables import per_query_values, read_checked_csv, read_predictions
 from pln.utils import atomic_write, atomic_write_text
 
 PLN_COLOR, BASE_COLOR, GAIN_COLOR = "#1f77b4", "#aaaaaa", "#d62728"
@@ -51,13 +51,8 @@ def fig5(spec: dict[str, Any]) -> Figure:
     """Moment-length histograms, one column per dataset (seconds, then relative length)."""
     frames = []
     for item in spec["datasets"]:
-        path = Path(item["lengths"])
-        if not path.exists():
-            raise DataError(f"{path}: moment lengths not found; run pln stats (snakemake builds it)")
-        frame = pd.read_csv(path)
-        missing = [c for c in ("split", "length_s", "rel_length") if c not in frame.columns]
-        if missing:
-            raise DataError(f"{path}: missing columns {missing}; expected the moment_lengths.csv of pln stats")
+        frame = read_checked_csv(item["lengths"], ["split", "length_s", "rel_length"],
+                                 "the moment_lengths.csv of pln stats", "run pln stats")
         frames.append((item, frame))
     fig = Figure(figsize=(4.2 * len(frames), 6.4), layout="constrained")
     axes = fig.subplots(2, len(frames), squeeze=False)

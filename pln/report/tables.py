@@ -66,16 +66,25 @@ def read_metrics(path: str | Path, key: str = "default") -> dict[str, float]:
     return metrics[name]
 
 
-def read_predictions(path: str | Path) -> pd.DataFrame:
-    """A run's ``predictions.csv`` (top-5 per test query), checked for the columns used here."""
+def read_checked_csv(path: str | Path, columns: list[str], what: str, producer: str) -> pd.DataFrame:
+    """Read a CSV made by another step, refusing a missing file or missing columns clearly.
+
+    ``what`` names the file for the messages (e.g. "the predictions.csv of pln train"),
+    ``producer`` says how it is made (e.g. "train the run first").
+    """
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: predictions not found; train the run first (snakemake builds it)")
+        raise DataError(f"{path}: {what} not found; {producer} (snakemake builds it)")
     frame = pd.read_csv(path)
-    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DataError(f"{path}: missing columns {missing}; expected the predictions.csv of pln train")
+        raise DataError(f"{path}: missing columns {missing}; expected {what}")
     return frame
+
+
+def read_predictions(path: str | Path) -> pd.DataFrame:
+    """A run's ``predictions.csv`` (top-5 per test query), checked for the columns used here."""
+    return read_checked_csv(path, PREDICTION_COLUMNS, "the predictions.csv of pln train", "train the run first")
 
 
 def per_query_values(pred: pd.DataFrame, metric: str) -> pd.Series:
@@ -179,13 +188,8 @@ def build_table1(spec: dict[str, Any]) -> pd.DataFrame:
     paper = PaperValues.read(spec["paper_csv"])
     lines = []
     for block in spec["blocks"]:
-        path = Path(block["stats"])
-        if not path.exists():
-            raise DataError(f"{path}: dataset statistics not found; run pln stats (snakemake builds it)")
-        stats = pd.read_csv(path)
-        missing = [c for c in ["split", *spec["metrics"]] if c not in stats.columns]
-        if missing:
-            raise DataError(f"{path}: missing columns {missing}; expected the table1.csv of pln stats")
+        stats = read_checked_csv(block["stats"], ["split", *spec["metrics"]], "the table1.csv of pln stats",
+                                 "run pln stats")
         for split in spec["splits"]:
             sel = stats[stats["split"] == split]
             for metric in spec["metrics"]:
