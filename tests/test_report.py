@@ -6,7 +6,6 @@ The run folders here are small fakes with made-up numbers in the layout ``pln tr
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import re
