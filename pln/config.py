@@ -153,10 +153,9 @@ class DataConfig:
         if self.dataset not in DATASETS:
             raise ConfigError(f"data.dataset: unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
         if not self.dataset.startswith("synthetic-"):
+            # data.feature_file is checked where features are read (pln stats needs none).
             if not self.annotation_dir:
                 raise ConfigError(f"data.annotation_dir is required for the real dataset {self.dataset!r}")
-            if not self.feature_file:
-                raise ConfigError(f"data.feature_file is required for the real dataset {self.dataset!r}")
         elif self.synthetic.mode == "real-annotations" and not self.annotation_dir:
             raise ConfigError("data.annotation_dir is required when data.synthetic.mode is 'real-annotations'")
         if not 0.0 < self.charades_val_fraction < 1.0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import yaml
@@ -61,8 +63,23 @@ def test_missing_config_file(tmp_path, capsys):
     assert "nope.yaml" in capsys.readouterr().err
 
 
-def test_real_dataset_without_features_names_the_key(tmp_path, capsys):
+def test_training_a_real_dataset_without_features_names_the_key(tmp_path, capsys):
     path = tmp_path / "real.yaml"
-    path.write_text(yaml.safe_dump({"data": {"dataset": "tacos", "annotation_dir": "x"}}))
-    assert main(["stats", str(path)]) == 2
+    path.write_text(yaml.safe_dump({"data": {"dataset": "tacos", "annotation_dir": str(tmp_path)},
+                                    "model": {"word_dim": 50}}))
+    assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
     assert "data.feature_file" in capsys.readouterr().err
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "annotations"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/annotations is absent (real annotation files)")
+def test_stats_of_a_real_dataset_needs_no_features(tmp_path, capsys):
+    path = tmp_path / "tacos.yaml"
+    path.write_text(yaml.safe_dump({"data": {"dataset": "tacos", "annotation_dir": str(SHARED / "tacos")}}))
+    assert main(["stats", str(path), "--out", str(tmp_path / "stats")]) == 0
+    t1 = pd.read_csv(tmp_path / "stats" / "table1.csv").set_index("split")
+    assert t1.loc["train", "sentences"] == 9790
+    assert t1.loc["val", "sentences"] == 4436
+    assert t1.loc["test", "sentences"] == 4001

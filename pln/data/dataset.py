@@ -55,7 +55,11 @@ def resolve_source(cfg: ExperimentConfig, need_features: bool = True) -> DataSou
     data = cfg.data
     family = data.family
     if not data.dataset.startswith("synthetic-"):
-        return DataSource(family, "real", Path(data.annotation_dir), Path(data.feature_file), data.feature_kind)
+        if need_features and not data.feature_file:
+            raise ConfigError(f"data.feature_file is required to train or evaluate on {data.dataset!r}; "
+                              "point it at the dataset's HDF5 feature file")
+        return DataSource(family, "real", Path(data.annotation_dir), Path(data.feature_file or ""),
+                          data.feature_kind)
     syn = data.synthetic
     if syn.mode == "real-annotations":
         folder = ensure_generated(data.dataset, data.data_dir, syn, data.annotation_dir) if need_features \
