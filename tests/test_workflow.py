@@ -34,7 +34,8 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 def dry_run(*args: str) -> dict[str, int]:
-    result = snakemake("-n", *args, "--quiet", "rules")
+    # --forceall: the whole DAG of the target, also in a tree where the main job has already run
+    result = snakemake("-n", "--forceall", *args, "--quiet", "rules")
     assert result.returncode == 0, result.stdout + result.stderr
     return job_counts(result.stdout + result.stderr)
 
@@ -65,8 +66,12 @@ def test_one_figure_runs_only_what_it_needs():
     assert counts == {"run_config": 3, "stats": 3, "table": 1}
 
 
-def test_paper_setting_stops_on_placeholder_paths():
-    result = snakemake("-n", "all", "--configfile", "config/paper.yaml")
+def test_paper_setting_stops_on_placeholder_paths(tmp_path):
+    # outputs in a fresh folder, so the tree's own results (of another setting) do not count
+    overlay = {"tables_dir": str(tmp_path / "tables"), "figures_dir": str(tmp_path / "figures"),
+               "summary": str(tmp_path / "README.md")}
+    (tmp_path / "outputs.yaml").write_text(yaml.safe_dump(overlay))
+    result = snakemake("-n", "all", "--configfile", "config/paper.yaml", str(tmp_path / "outputs.yaml"))
     assert result.returncode != 0
     assert "Missing input files" in result.stdout + result.stderr
     assert "FILL_ME/" in result.stdout + result.stderr
@@ -80,6 +85,8 @@ def test_paper_setting_with_data_present_dry_runs_as_gpu_jobs(tmp_path):
     for name in ("t.h5", "a.h5", "v.h5", "i.h5", "glove.txt"):
         (tmp_path / name).write_text("x")
     overlay = {
+        "tables_dir": str(tmp_path / "tables"), "figures_dir": str(tmp_path / "figures"),
+        "summary": str(tmp_path / "README.md"),
         "base": {"data": {"glove": str(tmp_path / "glove.txt")}},
         "datasets": {
             "tacos": {"config": {"data": {"annotation_dir": str(paths["tacos"]), "feature_file": str(tmp_path / "t.h5")}}},
@@ -92,12 +99,19 @@ def test_paper_setting_with_data_present_dry_runs_as_gpu_jobs(tmp_path):
         },
     }
     (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
-    result = snakemake("-n", "figures/fig8.png", "--configfile", "config/paper.yaml", str(tmp_path / "overlay.yaml"))
+    # Fig. 8 already built by another setting: switching to this one must rebuild it.
+    (tmp_path / ".setting").write_text("demo\n")
+    (tmp_path / "figures").mkdir()
+    for ext in ("png", "pdf", "csv"):
+        (tmp_path / "figures" / f"fig8.{ext}").write_text("x")
+    result = snakemake("-n", str(tmp_path / "figures" / "fig8.png"), "--configfile", "config/paper.yaml",
+                       str(tmp_path / "overlay.yaml"))
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert "runs/paper/tacos-pln2/seed2/test_metrics.json" in out  # three seeds
     assert "runs/paper/tacos-tan/seed2/test_metrics.json" in out
     assert re.search(r"gpu=1\b", out) and "mem_mb=32000" in out
+    assert (tmp_path / ".setting").read_text().strip() == "paper"
 
 
 def test_schema_names_a_typo_key(tmp_path):

@@ -17,6 +17,24 @@ PLN = pln_command(config.get("pln_command"))
 RUNS = PLAN.runs_root
 
 
+def mark_setting(path, setting):
+    """Record which setting the shared tables and figures belong to; return the marker's path.
+
+    Tables and figures live at fixed paths whatever the setting, and every table and figure job
+    takes this marker as an input. The marker is rewritten (a new mtime) only when the setting
+    differs from the recorded one, so switching settings rebuilds them, and nothing else does.
+    """
+    current = open(path).read().strip() if os.path.exists(path) else None
+    if current != setting:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w") as fh:
+            fh.write(f"{setting}\n")
+    return path
+
+
+SETTING_MARK = mark_setting(os.path.join(os.path.dirname(PLAN.tables_dir) or ".", ".setting"), PLAN.setting)
+
+
 wildcard_constraints:
     model="[A-Za-z0-9][A-Za-z0-9.-]*",
     seed="[0-9]+",

@@ -3,7 +3,7 @@
 
 rule figure:
     input:
-        lambda wildcards: PLAN.figure_inputs(wildcards.figure),
+        lambda wildcards: [*PLAN.figure_inputs(wildcards.figure), SETTING_MARK],
     output:
         png=f"{PLAN.figures_dir}/{{figure}}.png",
         pdf=f"{PLAN.figures_dir}/{{figure}}.pdf",
@@ -21,7 +21,7 @@ rule figure:
 
 rule fig8:
     input:
-        PLAN.figure_inputs("fig8") if "fig8" in PLAN.figures else [],
+        [*PLAN.figure_inputs("fig8"), SETTING_MARK] if "fig8" in PLAN.figures else [SETTING_MARK],
     output:
         png=f"{PLAN.figures_dir}/fig8.png",
         pdf=f"{PLAN.figures_dir}/fig8.pdf",

@@ -5,6 +5,7 @@ rule summary:
     input:
         tables=PLAN.all_tables(),
         figures=PLAN.all_figures(),
+        setting=SETTING_MARK,
     output:
         PLAN.summary,
     params:

@@ -3,7 +3,7 @@
 
 rule table:
     input:
-        lambda wildcards: PLAN.table_inputs(wildcards.table),
+        lambda wildcards: [*PLAN.table_inputs(wildcards.table), SETTING_MARK],
     output:
         csv=f"{PLAN.tables_dir}/{{table}}.csv",
         md=f"{PLAN.tables_dir}/{{table}}.md",
