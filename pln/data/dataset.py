@@ -174,11 +174,12 @@ class MomentDataset(Dataset):
 
 def make_loader(dataset: MomentDataset, batch_size: int, shuffle: bool, num_workers: int = 0,
                 seed: int = 0, drop_last: bool = False) -> DataLoader:
-    """A DataLoader with :func:`collate`, seeded shuffling and ``num_workers`` worker processes."""
+    """A DataLoader with :func:`collate`, seeded shuffling and ``num_workers`` worker processes
+    (pinned memory where CUDA is available, for asynchronous copies to the GPU)."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
                       collate_fn=collate, generator=generator, drop_last=drop_last,
-                      persistent_workers=num_workers > 0)
+                      pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
 
 
 # ----------------------------------------------------------------------------------------------

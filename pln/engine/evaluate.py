@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pln.data.dataset import build_dataset
+from pln.data.dataset import build_dataset, make_loader
 from pln.devices import resolve_device
 from pln.engine.checkpoint import check_model_config, load_checkpoint
 from pln.engine.inference import predict_split, split_metrics, strategy_keys
 from pln.engine.run_dir import RunDir
-from pln.engine.train import make_loader
 from pln.errors import ConfigError
 from pln.model import PLN
 
@@ -45,7 +44,7 @@ def evaluate_run(run_dir: str | Path, checkpoint: str = "best", split: str = "te
     nms = nms_threshold if nms_threshold is not None else cfg.eval.resolved_nms(cfg.data.family)
     keys = resolve_keys(cfg.model.num_stages, strategy, stage)
     dataset = build_dataset(cfg, split)
-    loader = make_loader(dataset, cfg.train.eval_batch_size, cfg, shuffle=False)
+    loader = make_loader(dataset, cfg.train.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
     preds = predict_split(model, loader, cfg, dev, keys, nms, cfg.train.bf16)
     return {
         "run": str(run.root), "checkpoint": str(path), "epoch": state.get("epoch"), "split": split,

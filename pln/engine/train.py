@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pln.config import ExperimentConfig, save_config
-from pln.data.dataset import build_dataset, collate
+from pln.data.dataset import build_dataset, make_loader
 from pln.devices import claim_device
 from pln.engine.checkpoint import check_model_config, load_checkpoint, save_checkpoint
 from pln.engine.inference import predict_split, split_metrics, strategy_keys, to_device
@@ -42,15 +42,6 @@ KILL_AT_STEP_ENV = "PLN_KILL_AT_STEP"
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of epoch ``epoch`` (0-based): shuffling and any randomness inside the epoch."""
     return seed * 100_003 + epoch
-
-
-def make_loader(dataset, batch_size: int, cfg: ExperimentConfig, shuffle: bool, seed: int = 0) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate,
-        num_workers=cfg.data.num_workers, pin_memory=torch.cuda.is_available(),
-        persistent_workers=False,
-    )
 
 
 def _attach_log_file(path: Path) -> logging.Handler:
@@ -174,11 +165,12 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
         log.info("resuming %s after epoch %d", run.root, start_epoch)
 
     default_key = f"stage{cfg.model.num_stages}"
-    val_loader = make_loader(datasets["val"], cfg.train.eval_batch_size, cfg, shuffle=False)
+    val_loader = make_loader(datasets["val"], cfg.train.eval_batch_size, shuffle=False,
+                             num_workers=cfg.data.num_workers)
     for epoch in range(start_epoch, cfg.train.max_epochs):
         torch.manual_seed(epoch_seed(cfg.train.seed, epoch))
-        loader = make_loader(datasets["train"], cfg.train.batch_size, cfg, shuffle=True,
-                             seed=epoch_seed(cfg.train.seed, epoch))
+        loader = make_loader(datasets["train"], cfg.train.batch_size, shuffle=True,
+                             num_workers=cfg.data.num_workers, seed=epoch_seed(cfg.train.seed, epoch))
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update(train_one_epoch(model, loader, optimizer, cfg, device, epoch, lambdas))
         t0 = time.perf_counter()
@@ -217,7 +209,7 @@ def finish_run(cfg: ExperimentConfig, run: RunDir, device: torch.device, test_ds
     model.load_state_dict(state["model"])
     keys = strategy_keys(cfg.model.num_stages)
     nms = cfg.eval.resolved_nms(cfg.data.family)
-    loader = make_loader(test_ds, cfg.train.eval_batch_size, cfg, shuffle=False)
+    loader = make_loader(test_ds, cfg.train.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
     t0 = time.perf_counter()
     preds = predict_split(model, loader, cfg, device, keys, nms, cfg.train.bf16)
     seconds = time.perf_counter() - t0
