@@ -99,13 +99,28 @@ class MapConvNet(nn.Module):
         self.paddings = layer_paddings(kernel, layers, padding)
         self.convs = nn.ModuleList(
             nn.Conv2d(channels, channels, kernel, padding=p) for p in self.paddings)
+        # Per mask tensor: (mask, layer weights, first covered columns per layer). The masks of a
+        # model are constant buffers, so this is computed once per stage and device instead of
+        # at every step (the column lists would otherwise cost a host sync per layer per step).
+        self._mask_plans: dict[int, tuple[torch.Tensor, list[torch.Tensor], list[list[int]]]] = {}
+
+    def _plan(self, mask: torch.Tensor) -> tuple[list[torch.Tensor], list[list[int]]]:
+        entry = self._mask_plans.get(id(mask))
+        if entry is None or entry[0] is not mask:
+            weights = mask_weights(mask, self.kernel, self.paddings, self.count_norm)
+            columns = [first_covered_columns(w) for w in weights] if self.banded else []
+            if len(self._mask_plans) >= 8:  # masks passed ad hoc (tests): keep the cache small
+                self._mask_plans.clear()
+            entry = (mask, weights, columns)
+            self._mask_plans[id(mask)] = entry
+        return entry[1], entry[2]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``x [B, C, N, N]``, ``mask [N, N]`` bool ``-> [B, C, N, N]``."""
-        weights = mask_weights(mask, self.kernel, self.paddings, self.count_norm)
-        for conv, w, pad in zip(self.convs, weights, self.paddings):
+        weights, columns = self._plan(mask)
+        for layer, (conv, w, pad) in enumerate(zip(self.convs, weights, self.paddings)):
             if self.banded:
-                y = banded_conv2d(x, conv, pad, first_covered_columns(w), self.block)
+                y = banded_conv2d(x, conv, pad, columns[layer], self.block)
             else:
                 y = conv(x)
             x = torch.relu(y) * w.to(x.dtype)
