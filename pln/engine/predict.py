@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 
 from pln.config import ExperimentConfig, config_from_dict
-from pln.data.dataset import build_dataset
 from pln.data.features import FeatureStore, resample_units
 from pln.data.glove import load_word_vectors
+from pln.data.stats import split_samples
 from pln.devices import resolve_device
 from pln.engine.checkpoint import check_model_config, load_checkpoint
 from pln.engine.inference import parse_key
@@ -20,8 +20,8 @@ from pln.model import PLN
 
 def lookup_duration(cfg: ExperimentConfig, video_id: str) -> float:
     """The duration of ``video_id`` from the run's dataset annotations (any split)."""
-    for split in ("test", "val", "train"):
-        for sample in build_dataset(cfg, split).samples:
+    for samples in split_samples(cfg).values():
+        for sample in samples:
             if sample.video_id == video_id:
                 return float(sample.duration)
     raise DataError(
