@@ -237,6 +237,16 @@ def _skip(samples: list[Sample], bad: np.ndarray, reason: str, skips: dict[str, 
     return [s for s, b in zip(samples, bad) if not b]
 
 
+def _select(samples: list[Sample], ids: np.ndarray, offsets: np.ndarray,
+            keep: np.ndarray) -> tuple[list[Sample], np.ndarray, np.ndarray]:
+    """Keep the queries where ``keep`` is True, with their word ids (flat ``ids``, ``offsets [Q + 1]``)."""
+    spans = [(offsets[i], offsets[i + 1]) for i in np.flatnonzero(keep)]
+    kept = [s for s, k in zip(samples, keep) if k]
+    ids = np.concatenate([ids[a:b] for a, b in spans]) if spans else np.zeros(0, np.int64)
+    offsets = np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64)
+    return kept, ids, offsets
+
+
 def build_dataset(cfg: ExperimentConfig, split: str) -> MomentDataset:
     """The :class:`MomentDataset` of ``split`` (train / val / test) of ``cfg.data.dataset``."""
     data = cfg.data
@@ -270,10 +280,7 @@ def build_dataset(cfg: ExperimentConfig, split: str) -> MomentDataset:
     keep = ~(bad_empty | bad_unknown)
     _skip(samples, bad_empty, "empty sentence", skips)
     _skip(samples, bad_unknown, "every word unknown to the word vectors", skips)
-    tok_offsets = [(offsets[i], offsets[i + 1]) for i in np.flatnonzero(keep)]
-    samples = [s for s, k in zip(samples, keep) if k]
-    ids = np.concatenate([ids[a:b] for a, b in tok_offsets]) if tok_offsets else np.zeros(0, np.int64)
-    offsets = np.concatenate([[0], np.cumsum([b - a for a, b in tok_offsets])]).astype(np.int64)
+    samples, ids, offsets = _select(samples, ids, offsets, keep)
 
     videos = sorted({s.video_id for s in samples})
     units_dir = _build_units(store, videos, cfg.model.num_units, cache_dir)
@@ -282,10 +289,7 @@ def build_dataset(cfg: ExperimentConfig, split: str) -> MomentDataset:
     bad_video = np.array([s.video_id in dead for s in samples], dtype=bool)
     if bad_video.any():
         _skip(samples, bad_video, "every feature row of the video is NaN/Inf", skips)
-        spans = [(offsets[i], offsets[i + 1]) for i in np.flatnonzero(~bad_video)]
-        samples = [s for s, b in zip(samples, bad_video) if not b]
-        ids = np.concatenate([ids[a:b] for a, b in spans]) if spans else np.zeros(0, np.int64)
-        offsets = np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64)
+        samples, ids, offsets = _select(samples, ids, offsets, ~bad_video)
     if not samples:
         raise DataError(f"{data.dataset} {split}: no usable pair is left (skips: "
                         f"{ {k: v['count'] for k, v in skips.items()} }); check the annotation and feature files")
