@@ -33,6 +33,8 @@ DATASETS = (
 NMS_THRESHOLDS = {"tacos": 0.4, "activitynet": 0.5, "charades": 0.45}
 # IoU thresholds m reported per dataset family (SPEC section 5).
 IOU_THRESHOLDS = {"tacos": (0.1, 0.3, 0.5, 0.7), "activitynet": (0.3, 0.5, 0.7), "charades": (0.3, 0.5, 0.7)}
+# Placement policies of a split's unit table (DataConfig.units_on_device).
+UNITS_ON_DEVICE = ("auto", "always", "never")
 # Joint-loss weights lambda_t per number of stages (SPEC section 4, paper eq. 8).
 DEFAULT_LAMBDAS = {1: (1.0,), 2: (1.0, 1.5), 3: (1.0, 1.3, 1.5), 4: (1.0, 1.2, 1.5, 2.0)}
 
@@ -62,13 +64,15 @@ class ModelConfig:
     conv_channels: int = 512
     conv_padding: Literal["first_layer", "same"] = "first_layer"  # [choice] 2D-TAN MapConv rule
     conv_count_norm: bool = True  # [choice] 2D-TAN mask-count normalisation after each layer
-    conv_banded: bool = True  # skip the all-zero region below the diagonal band (exact; faster)
+    conv_banded: bool = True  # convolve only the band of cells the output needs (exact; faster)
+    conv_block: int = 16  # rows per strip of the banded ConvNet (speed only)
+    conv_channels_last: bool = False  # ConvNet activations in channels-last layout (speed only)
     share_convnet: bool = True  # paper 4.1.3: the ConvNet is shared across stages
     share_heads: bool = False  # [choice] fusion and predictor belong to their stage (True: shared)
 
     def validate(self) -> None:
         _positive(self, "feature_dim", "num_units", "hidden", "word_dim", "lstm_layers",
-                  "conv_layers", "conv_kernel", "conv_channels")
+                  "conv_layers", "conv_kernel", "conv_channels", "conv_block")
         if not 1 <= len(self.clips) <= 4:
             raise ConfigError(f"model.clips: give 1 to 4 clip counts, got {self.clips}")
         for a, b in zip(self.clips, self.clips[1:]):
@@ -148,6 +152,13 @@ class DataConfig:
     charades_val_fraction: float = 0.1  # [choice] Charades-STA has no val split
     charades_val_seed: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    # Where a split's unit table [V, M, D] lives while a model runs over it (pln.engine.units):
+    # "always" on the model's device (each batch gathers its rows there), "never" streamed
+    # through the loader per query, "auto" on the device when it fits units_device_max_gib
+    # and half of the device's free memory (host RAM for the CPU). Strings, not yes/no: YAML
+    # reads those as booleans.
+    units_on_device: str = "auto"
+    units_device_max_gib: float = 24.0
 
     def validate(self) -> None:
         if self.dataset not in DATASETS:
@@ -162,6 +173,11 @@ class DataConfig:
             raise ConfigError("data.charades_val_fraction must be in (0, 1)")
         if self.num_workers < 0:
             raise ConfigError("data.num_workers must be >= 0")
+        if self.units_on_device not in UNITS_ON_DEVICE:
+            raise ConfigError(f"data.units_on_device must be one of {', '.join(UNITS_ON_DEVICE)}, "
+                              f"got {self.units_on_device!r}")
+        if not self.units_device_max_gib >= 0:
+            raise ConfigError(f"data.units_device_max_gib must be >= 0, got {self.units_device_max_gib}")
 
     @property
     def family(self) -> str:

@@ -172,6 +172,23 @@ def test_mismatched_checkpoint_is_refused(trained, tmp_path):
         evaluate_run(other)
 
 
+def test_speed_only_model_keys_do_not_block_a_checkpoint(trained, tmp_path):
+    """A checkpoint evaluates under other ConvNet speed settings (dense, other strips, layout)
+    with the same metrics: they change how the ConvNet is computed, not what."""
+    run, values, _ = trained
+    other = tmp_path / "speed"
+    other.mkdir()
+    other_values = json.loads(json.dumps(values))
+    other_values["model"].update(conv_banded=False, conv_block=3, conv_channels_last=True)
+    (other / "config.yaml").write_text(yaml.safe_dump(config_from_dict(other_values).to_dict()))
+    (other / "checkpoints").mkdir()
+    (other / "checkpoints" / "best.pt").write_bytes((run / "checkpoints" / "best.pt").read_bytes())
+    ours, theirs = evaluate_run(run), evaluate_run(other)
+    for key in ours["metrics"]:
+        for metric, value in ours["metrics"][key].items():
+            assert theirs["metrics"][key][metric] == pytest.approx(value, abs=1e-6)
+
+
 def test_corrupt_checkpoint_is_refused(trained, tmp_path, capsys):
     run, _, _ = trained
     bad = tmp_path / "bad.pt"

@@ -289,19 +289,20 @@ def test_predictor_masks_logits():
     assert torch.allclose(out[:, 0, 3], expected[:, 0, 3], atol=1e-6)
 
 
-@pytest.mark.parametrize("n, layers, kernel, padding", [
-    (16, 2, 5, "first_layer"), (32, 3, 3, "first_layer"), (16, 2, 5, "same"), (64, 4, 5, "first_layer"),
+@pytest.mark.parametrize("n, layers, kernel, padding, count_norm, block", [
+    (16, 2, 5, "first_layer", True, 8), (32, 3, 3, "first_layer", True, 8), (16, 2, 5, "same", True, 8),
+    (64, 4, 5, "first_layer", True, 16), (64, 4, 9, "first_layer", False, 16), (32, 8, 5, "same", False, 5),
 ])
-def test_banded_mapconv_equals_dense(n, layers, kernel, padding):
+def test_banded_mapconv_equals_dense(n, layers, kernel, padding, count_norm, block):
     from pln.model.mapconv import MapConvNet
     from pln.model.mask import valid_mask
 
     torch.manual_seed(0)
-    dense = MapConvNet(4, layers, kernel, padding, count_norm=True, banded=False)
-    banded = MapConvNet(4, layers, kernel, padding, count_norm=True, banded=True, block=8)
+    dense = MapConvNet(4, layers, kernel, padding, count_norm=count_norm, banded=False)
+    banded = MapConvNet(4, layers, kernel, padding, count_norm=count_norm, banded=True, block=block)
     banded.load_state_dict(dense.state_dict())
     mask = valid_mask(n)
-    x = torch.randn(2, 4, n, n, requires_grad=True) * mask
+    x = torch.randn(2, 4, n, n, requires_grad=True)  # not masked: invalid input cells are read too
     a = dense(x, mask)
     b = banded(x, mask)
     torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
@@ -311,12 +312,51 @@ def test_banded_mapconv_equals_dense(n, layers, kernel, padding):
         torch.testing.assert_close(v, u, atol=1e-4, rtol=1e-4)
 
 
-def test_banded_mapconv_skips_the_lower_triangle():
-    from pln.model.mapconv import first_covered_columns, layer_paddings, mask_weights
+def test_needed_cells_by_hand():
+    from pln.model.mapconv import layer_paddings, mask_weights, needed_cells
+
+    mask = torch.ones(4, 4, dtype=torch.bool).triu()  # cells j >= i
+    pads = layer_paddings(3, 2, "same")
+    need = needed_cells(mask_weights(mask, 3, pads, True), mask, 3, pads)
+    assert torch.equal(need[1], mask)  # the last layer: the valid cells
+    # layer 0: every covered cell that a 3x3 window centred on a cell j >= i reads: j >= i - 2
+    expected = torch.ones(4, 4, dtype=torch.bool)
+    expected[3, 0] = False
+    assert torch.equal(need[0], expected)
+
+
+def test_strip_rectangles_by_hand():
+    from pln.model.mapconv import Strip, strip_rectangles
+
+    need = torch.ones(4, 4, dtype=torch.bool).triu()
+    assert strip_rectangles(need, 2) == [Strip(0, 2, 0, 2, 0, 4), Strip(2, 4, 2, 4, 2, 4)]
+    need = torch.zeros(6, 6, dtype=torch.bool)
+    need[1, 4] = need[2, 2] = True
+    assert strip_rectangles(need, 4) == [Strip(0, 4, 1, 3, 2, 5), Strip(4, 6, 4, 4, 0, 0)]
+
+
+def test_banded_mapconv_share_of_the_2dtan_tacos_convnet():
+    from pln.model.mapconv import MapConvNet, computed_share
     from pln.model.mask import valid_mask
 
-    weights = mask_weights(valid_mask(128), 5, layer_paddings(5, 8, "first_layer"), True)
-    # share of output cells at or right of their row's first covered column
-    total = sum(w.shape[-1] ** 2 for w in weights)
-    per_row = sum(w.shape[-1] - col for w in weights for col in first_covered_columns(w))
-    assert 0.5 < per_row / total < 0.65
+    def share(block: int) -> float:
+        net = MapConvNet(1, 8, 5, "first_layer", banded=True, block=block)
+        weights, strips = net.plan(valid_mask(128))
+        return computed_share(strips, [w.shape[-1] for w in weights])
+
+    # the needed band only: 56% of the dense cells with strips of 16 rows, 60% with 32 (skipping
+    # the region below the diagonal band alone leaves 70%)
+    assert 0.54 < share(16) < 0.57
+    assert 0.59 < share(32) < 0.61
+
+
+def test_channels_last_mapconv_equals_default_layout():
+    from pln.model.mapconv import MapConvNet
+    from pln.model.mask import valid_mask
+
+    torch.manual_seed(0)
+    plain = MapConvNet(4, 3, 5, "first_layer", banded=True, block=8)
+    last = MapConvNet(4, 3, 5, "first_layer", banded=True, block=8, channels_last=True)
+    last.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 4, 32, 32)
+    torch.testing.assert_close(last(x, valid_mask(32)), plain(x, valid_mask(32)), atol=1e-5, rtol=1e-5)

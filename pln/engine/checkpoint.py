@@ -62,7 +62,10 @@ def check_model_config(path: str | Path, state: dict[str, Any], model_cfg: dict[
     found = state.get("config", {}).get("model")
     if found is None:
         raise CheckpointError(f"{path}: checkpoint has no model configuration")
-    diffs = config_differences(model_cfg, found, "model")
+    # keys that change the speed of the computation, not its parameters or results
+    speed_only = ("conv_banded", "conv_block", "conv_channels_last")
+    diffs = config_differences({k: v for k, v in model_cfg.items() if k not in speed_only},
+                               {k: v for k, v in found.items() if k not in speed_only}, "model")
     if diffs:
         shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
         raise CheckpointError(f"{path}: made with another model configuration ({shown})")

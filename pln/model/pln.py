@@ -54,7 +54,8 @@ class PLN(nn.Module):
             for t in range(1, stages)) if cfg.use_uc else None
         self.convnets = nn.ModuleList(
             MapConvNet(c, cfg.conv_layers, cfg.conv_kernel, cfg.conv_padding, cfg.conv_count_norm,
-                       banded=cfg.conv_banded)
+                       banded=cfg.conv_banded, block=cfg.conv_block,
+                       channels_last=cfg.conv_channels_last)
             for _ in range(1 if cfg.share_convnet else stages))
         self.predictors = nn.ModuleList(Predictor(c) for _ in range(heads))
         for t, n in enumerate(self.clips):
