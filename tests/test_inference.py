@@ -152,8 +152,8 @@ def test_nms_with_score_ties_follows_rank_order():
     assert top[0, valid[0]].tolist() == [[0.0, 2.0], [2.0, 4.0]]
 
 
-@pytest.mark.parametrize("chunk", [3, 64])
-def test_nms_matches_reference_loop_on_random_inputs(chunk):
+@pytest.mark.parametrize("keep", [1, 5, 50])
+def test_nms_matches_reference_loop_on_random_inputs(keep):
     gen = torch.Generator().manual_seed(0)
     b, k = 6, 40
     starts = torch.rand(b, k, generator=gen) * 8
@@ -163,10 +163,12 @@ def test_nms_matches_reference_loop_on_random_inputs(chunk):
     scores, order = torch.sort(scores, dim=1, descending=True, stable=True)
     spans = spans.gather(1, order[..., None].expand(-1, -1, 2))
     for threshold in (0.1, 0.3, 0.5):
-        top, sc, valid = nms(spans, scores, threshold, keep=5, chunk=chunk)
+        top, sc, valid = nms(spans, scores, threshold, keep=keep)
+        assert top.shape == (b, keep, 2) and sc.shape == valid.shape == (b, keep)
         for q in range(b):
-            ref = reference_nms(spans[q], scores[q], threshold)
-            assert valid[q].sum().item() == len(ref)
+            ref = reference_nms(spans[q], scores[q], threshold, keep)
+            assert valid[q].sum().item() == len(ref) and valid[q, : len(ref)].all()
+            assert (top[q, len(ref):] == 0).all() and (sc[q, len(ref):] == 0).all()
             torch.testing.assert_close(top[q, : len(ref)], spans[q, ref])
             torch.testing.assert_close(sc[q, : len(ref)], scores[q, ref])
 

@@ -105,42 +105,37 @@ def rank_candidates(scores: Tensor, mask: Tensor, duration: Tensor) -> tuple[Ten
     return spans.gather(1, order[..., None].expand(-1, -1, 2)), cand_scores.gather(1, order)
 
 
-def nms(spans: Tensor, scores: Tensor, threshold: float, keep: int = 5,
-        chunk: int = 64) -> tuple[Tensor, Tensor, Tensor]:
+def nms(spans: Tensor, scores: Tensor, threshold: float, keep: int = 5) -> tuple[Tensor, Tensor, Tensor]:
     """Greedy non-maximum suppression, batched.
 
     ``spans [B, K, 2]`` and ``scores [B, K]`` sorted best first (as from :func:`rank_candidates`).
     Walking down the list, a candidate is kept iff its IoU with every already kept one is
-    ``<= threshold``; the walk stops once ``keep`` are kept. Candidates are processed in chunks of
-    ``chunk``: the IoUs of a chunk with the kept set and within the chunk are computed at once, and
-    only the greedy pass over the chunk's positions is sequential (all queries in parallel).
+    ``<= threshold``; the walk stops once ``keep`` are kept. Equivalently, ``keep`` rounds of:
+    keep the first candidate still alive, then kill it and every candidate whose IoU with it
+    exceeds ``threshold``. Each round is a few tensor operations over all ``K`` candidates of all
+    queries at once, with no host synchronisation (the loop runs ``keep`` times, whatever the data).
 
     Returns ``(spans [B, keep, 2], scores [B, keep], valid [B, keep])``; when fewer than ``keep``
     survive, the tail slots are zero with ``valid`` False.
     """
     b, k = scores.shape
     device = spans.device
-    kept_spans = spans.new_zeros(b, keep, 2)
-    kept_scores = scores.new_zeros(b, keep)
-    kept_valid = torch.zeros(b, keep, dtype=torch.bool, device=device)
-    count = torch.zeros(b, dtype=torch.long, device=device)
     batch = torch.arange(b, device=device)
-    for start in range(0, k, chunk):
-        if bool((count >= keep).all()):
-            break
-        cand, cand_scores = spans[:, start:start + chunk], scores[:, start:start + chunk]  # [B, C, 2], [B, C]
-        vs_kept = interval_iou(cand[:, :, None, :], kept_spans[:, None, :, :])  # [B, C, keep]
-        suppressed = ((vs_kept > threshold) & kept_valid[:, None, :]).any(dim=2)  # [B, C]
-        within = interval_iou(cand[:, :, None, :], cand[:, None, :, :]) > threshold  # [B, C, C]
-        for s in range(cand.shape[1]):
-            take = ~suppressed[:, s] & (count < keep)  # [B]
-            slot = count.clamp(max=keep - 1)
-            kept_spans[batch, slot] = torch.where(take[:, None], cand[:, s], kept_spans[batch, slot])
-            kept_scores[batch, slot] = torch.where(take, cand_scores[:, s], kept_scores[batch, slot])
-            kept_valid[batch, slot] |= take
-            suppressed |= take[:, None] & within[:, s]
-            count += take.long()
-    return kept_spans, kept_scores, kept_valid
+    position = torch.arange(k, device=device).expand(b, k)
+    alive = torch.ones(b, k, dtype=torch.bool, device=device)
+    kept_spans, kept_scores, kept_valid = [], [], []
+    for _ in range(keep):
+        first = torch.where(alive, position, k).min(dim=1).values  # [B]; k where none is alive
+        valid = first < k
+        pick = first.clamp(max=max(k - 1, 0))
+        span = spans[batch, pick] if k else spans.new_zeros(b, 2)  # [B, 2]
+        score = scores[batch, pick] if k else scores.new_zeros(b)
+        kept_spans.append(torch.where(valid[:, None], span, torch.zeros_like(span)))
+        kept_scores.append(torch.where(valid, score, torch.zeros_like(score)))
+        kept_valid.append(valid)
+        alive &= interval_iou(spans, span[:, None, :]) <= threshold  # [B, K]
+        alive &= position != pick[:, None]
+    return torch.stack(kept_spans, 1), torch.stack(kept_scores, 1), torch.stack(kept_valid, 1)
 
 
 def predict_topk(output: StageMaps, duration: Tensor, strategy: Literal["1", "2"] | int = "1",
