@@ -213,3 +213,13 @@ def claim_device(
         return
     with acquire_gpu_slot(lock_dir, num_gpus=count) as index:
         yield torch.device("cuda", index)
+
+
+def tune_backends(device: torch.device) -> None:
+    """Process-wide backend settings for speed on ``device``, set by the entry points (training,
+    benchmark): on CUDA, cuDNN times its convolution algorithms once per input shape and keeps
+    the fastest (the banded ConvNet has a fixed set of strip shapes per stage, so this is paid
+    in the first steps only). Numerics are unchanged: TF32 and precision settings stay as torch
+    sets them."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True

@@ -37,7 +37,9 @@ def test_synthetic_batch(tmp_path: Path) -> None:
     cfg = _synthetic(tmp_path)
     ds = build_dataset(cfg, "test")
     batch = collate([ds[i] for i in range(3)])
-    assert batch["units"].shape == (3, 16, 8) and batch["units"].dtype == torch.float32
+    assert "units" not in ds[0] and "units" not in batch  # by default the units stay in ds.units
+    assert batch["video"].dtype == torch.int64
+    assert batch["video"].tolist() == [ds.video_index[ds.samples[i].video_id] for i in range(3)]
     assert batch["words"].shape[0] == 3 and batch["words"].shape[2] == 50
     assert batch["lengths"].dtype == torch.int64 and (batch["lengths"] >= 1).all()
     assert int(batch["lengths"].max()) == batch["words"].shape[1]
@@ -48,7 +50,12 @@ def test_synthetic_batch(tmp_path: Path) -> None:
     assert (batch["gt"][:, 0] < batch["gt"][:, 1]).all() and (batch["gt"][:, 1] <= batch["duration"] + 1e-4).all()
     s = ds.samples[1]
     np.testing.assert_allclose(batch["ious"][1][1].numpy(), iou_map(s.start, s.end, s.duration, 16))
-    np.testing.assert_allclose(ds.video_units(s.video_id), batch["units"][1].numpy())
+    np.testing.assert_allclose(ds.video_units(s.video_id), ds.units[int(batch["video"][1])])
+    ds.units_in_items = True
+    streamed = collate([ds[i] for i in range(3)])
+    assert streamed["units"].shape == (3, 16, 8) and streamed["units"].dtype == torch.float32
+    np.testing.assert_array_equal(streamed["units"][1].numpy(), ds.units[int(batch["video"][1])])
+    assert torch.equal(streamed["video"], batch["video"])
     assert ds.report["unknown_word_rate"] == 0.0 and ds.report["pairs"] == len(ds)
 
 
@@ -103,4 +110,4 @@ def test_skips_are_counted(tmp_path: Path) -> None:
     assert ds.report["pairs_read"] == 6 and ds.report["unknown_tokens"] == 2
     # the second build reads the same cache entries
     assert build_dataset(cfg, "test").report["cache"] == ds.report["cache"]
-    assert np.isfinite(collate([ds[0], ds[1]])["units"].numpy()).all()
+    assert np.isfinite(ds.units[collate([ds[0], ds[1]])["video"].numpy()]).all()

@@ -12,6 +12,11 @@ drops and counts what cannot be used, and caches on disk under ``data.cache_dir`
 IoU maps are not cached: they are computed per item in ``__getitem__`` (vectorised, microseconds
 for N = 128), which keeps the cache small for the real-size datasets. Every skip and quirk is
 counted in ``MomentDataset.report``.
+
+Items name their video by its row in ``MomentDataset.units`` (``"video"``) and carry the unit
+features themselves only when ``units_in_items`` is set: a video is shared by many queries, so
+the model's side normally holds the split's whole unit table once and gathers the rows of each
+batch (``pln.engine.units.UnitFeed``) instead of copying ``[M, D]`` per query through the loader.
 """
 
 from __future__ import annotations
@@ -113,16 +118,17 @@ def iou_map(start: float, end: float, duration: float, n: int) -> np.ndarray:
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Items of :class:`MomentDataset` -> a batch.
 
-    ``units [B, M, D]``, ``words [B, L, E]`` (zero-padded), ``lengths [B]`` int64,
-    ``duration [B]``, ``gt [B, 2]``, ``index [B]`` int64, ``ious``: one ``[B, N_t, N_t]`` per stage.
+    ``video [B]`` int64 (row of the dataset's unit table), ``words [B, L, E]`` (zero-padded),
+    ``lengths [B]`` int64, ``duration [B]``, ``gt [B, 2]``, ``index [B]`` int64, ``ious``: one
+    ``[B, N_t, N_t]`` per stage; ``units [B, M, D]`` only when the items carry units.
     """
     lengths = torch.tensor([it["words"].shape[0] for it in items], dtype=torch.int64)
     dim = items[0]["words"].shape[1]
     words = torch.zeros(len(items), int(lengths.max()), dim, dtype=torch.float32)
     for b, it in enumerate(items):
         words[b, : it["words"].shape[0]] = torch.from_numpy(it["words"])
-    return {
-        "units": torch.from_numpy(np.stack([it["units"] for it in items])),
+    batch: dict[str, Any] = {
+        "video": torch.tensor([it["video"] for it in items], dtype=torch.int64),
         "words": words,
         "lengths": lengths,
         "duration": torch.tensor([it["duration"] for it in items], dtype=torch.float32),
@@ -131,10 +137,17 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "ious": [torch.from_numpy(np.stack([it["ious"][t] for it in items]))
                  for t in range(len(items[0]["ious"]))],
     }
+    if "units" in items[0]:
+        batch["units"] = torch.from_numpy(np.stack([it["units"] for it in items]))
+    return batch
 
 
 class MomentDataset(Dataset):
-    """One split: ``samples`` (kept pairs), cached units, word ids; ``__getitem__`` -> item dict."""
+    """One split: ``samples`` (kept pairs), cached units, word ids; ``__getitem__`` -> item dict.
+
+    ``units_in_items`` (default False): items also carry their video's ``units [M, D]``. Set it
+    before a loader over the dataset is first iterated (worker processes copy the dataset then).
+    """
 
     def __init__(self, samples: list[Sample], units: np.ndarray, video_index: dict[str, int],
                  token_ids: np.ndarray, offsets: np.ndarray, word_vectors: WordVectors,
@@ -148,6 +161,7 @@ class MomentDataset(Dataset):
         self.clips = list(clips)
         self.store = store
         self.report = report
+        self.units_in_items = False
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -155,14 +169,18 @@ class MomentDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         s = self.samples[i]
         ids = self.token_ids[self.offsets[i]: self.offsets[i + 1]]
-        return {
-            "units": np.array(self.units[self.video_index[s.video_id]], dtype=np.float32),
+        video = self.video_index[s.video_id]
+        item: dict[str, Any] = {
+            "video": video,
             "words": self.word_vectors.lookup(ids),
             "duration": s.duration,
             "gt": np.array([s.start, s.end], dtype=np.float32),
             "index": i,
             "ious": [iou_map(s.start, s.end, s.duration, n) for n in self.clips],
         }
+        if self.units_in_items:
+            item["units"] = np.array(self.units[video], dtype=np.float32)
+        return item
 
     def video_units(self, video_id: str) -> np.ndarray:
         """Units ``[M, D]`` of any video of the feature file (cached ones when in this split)."""

@@ -1,8 +1,9 @@
 """Run a trained model over a split and score it: top-5 moments per query for every stage under
 Strategy 1 and for Strategy 2, then the paper's metrics.
 
-Everything after the forward pass stays on the model's device and is batched; the only Python
-loop is over batches.
+Unit features come from a :class:`pln.engine.units.UnitFeed` (normally the split's unit table,
+resident on the model's device). Everything after the forward pass stays on the device and is
+batched; the only Python loop is over batches.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pln.config import ExperimentConfig
+from pln.engine.units import UnitFeed
 from pln.eval.inference import predict_topk
 from pln.eval.metrics import compute_metrics
 
@@ -68,15 +70,23 @@ def predict_split(
     keys: list[str],
     nms_threshold: float,
     bf16: bool = False,
+    feed: UnitFeed | None = None,
 ) -> dict[str, SplitPredictions]:
-    """Top-K moments of every query in ``loader`` for each strategy key."""
+    """Top-K moments of every query in ``loader`` for each strategy key.
+
+    ``feed`` supplies the units ``[B, M, D]``; None builds one for ``loader.dataset`` from
+    ``cfg.data`` (pass one when the same split is predicted repeatedly, e.g. every epoch).
+    """
     model.eval()
+    if feed is None:
+        feed = UnitFeed(loader.dataset, device, cfg.data)
     parts: dict[str, list[tuple[torch.Tensor, ...]]] = {k: [] for k in keys}
     meta: list[tuple[torch.Tensor, ...]] = []
     for batch in loader:
         batch = to_device(batch, device)
+        units = feed.units(batch)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            output = model(batch["units"], batch["words"], batch["lengths"])
+            output = model(units, batch["words"], batch["lengths"])
         output = output._replace(scores=[s.float() for s in output.scores])
         for key in keys:
             strategy, stage = parse_key(key)
