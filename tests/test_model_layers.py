@@ -358,5 +358,30 @@ def test_channels_last_mapconv_equals_default_layout():
     plain = MapConvNet(4, 3, 5, "first_layer", banded=True, block=8)
     last = MapConvNet(4, 3, 5, "first_layer", banded=True, block=8, channels_last=True)
     last.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 4, 32, 32)
-    torch.testing.assert_close(last(x, valid_mask(32)), plain(x, valid_mask(32)), atol=1e-5, rtol=1e-5)
+    x = torch.randn(2, 4, 32, 32, requires_grad=True)
+    a, b = plain(x, valid_mask(32)), last(x, valid_mask(32))
+    torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    ga = torch.autograd.grad(a.square().sum(), [x, *plain.parameters()])
+    gb = torch.autograd.grad(b.square().sum(), [x, *last.parameters()])
+    for u, v in zip(ga, gb):
+        torch.testing.assert_close(v, u, atol=1e-4, rtol=1e-4)
+
+
+def test_banded_mapconv_under_bf16_autocast_matches_dense():
+    from pln.model.mapconv import MapConvNet
+    from pln.model.mask import valid_mask
+
+    torch.manual_seed(0)
+    dense = MapConvNet(8, 3, 5, "first_layer", banded=False)
+    banded = MapConvNet(8, 3, 5, "first_layer", banded=True, block=8)
+    banded.load_state_dict(dense.state_dict())
+    x = torch.randn(2, 8, 32, 32, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = dense(x, valid_mask(32)), banded(x, valid_mask(32))
+    assert b.dtype == a.dtype
+    torch.testing.assert_close(b.float(), a.float(), atol=2e-2, rtol=2e-2)
+    ga = torch.autograd.grad(a.float().square().sum(), [x, *dense.parameters()])
+    gb = torch.autograd.grad(b.float().square().sum(), [x, *banded.parameters()])
+    for u, v in zip(ga, gb):
+        assert v.dtype == u.dtype == torch.float32
+        torch.testing.assert_close(v, u, atol=5e-2, rtol=5e-2)

@@ -98,6 +98,54 @@ def strip_rectangles(need: torch.Tensor, block: int) -> list[Strip]:
     return strips
 
 
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        and not x.is_contiguous() else torch.contiguous_format
+
+
+class _Windows(torch.autograd.Function):
+    """``x [B, C, H, W]`` -> one copy per ``(r0, r1, c0, c1)`` box of ``x[:, :, r0:r1, c0:c1]``.
+
+    Autograd would give every slice its own full-size zero gradient and then add them all up; this
+    backward fills one gradient of ``x`` and adds each window's gradient into its box in place.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, boxes: tuple[tuple[int, int, int, int], ...]) -> tuple[torch.Tensor, ...]:
+        ctx.boxes, ctx.shape, ctx.layout = boxes, x.shape, _layout(x)
+        return tuple(x[:, :, r0:r1, c0:c1].contiguous(memory_format=ctx.layout) for r0, r1, c0, c1 in boxes)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor) -> tuple[torch.Tensor, None]:
+        ref = next(g for g in grads if g is not None)
+        gx = torch.zeros(ctx.shape, dtype=ref.dtype, device=ref.device).contiguous(memory_format=ctx.layout)
+        for (r0, r1, c0, c1), g in zip(ctx.boxes, grads):
+            if g is not None:
+                gx[:, :, r0:r1, c0:c1] += g
+        return gx, None
+
+
+class _Place(torch.autograd.Function):
+    """Rectangles ``y_i [B, C, h_i, w_i]`` -> ``[B, C, S, S]`` holding each at its ``(row, col)``
+    corner and 0 elsewhere: one zero fill and one copy per rectangle (instead of padding every
+    strip to full width and concatenating); the backward is a slice per rectangle."""
+
+    @staticmethod
+    def forward(ctx, size: int, corners: tuple[tuple[int, int], ...], *ys: torch.Tensor) -> torch.Tensor:
+        ctx.corners = corners
+        ref = ys[0]
+        out = torch.zeros(ref.shape[0], ref.shape[1], size, size, dtype=ref.dtype, device=ref.device)
+        out = out.contiguous(memory_format=_layout(ref))
+        for (r, c), y in zip(corners, ys):
+            out[:, :, r:r + y.shape[2], c:c + y.shape[3]] = y
+        ctx.sizes = [tuple(y.shape[2:]) for y in ys]
+        return out
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple:
+        return (None, None, *(g[:, :, r:r + h, c:c + w] for (r, c), (h, w) in zip(ctx.corners, ctx.sizes)))
+
+
 def banded_conv2d(x: torch.Tensor, conv: nn.Conv2d, pad: int, strips: list[Strip]) -> torch.Tensor:
     """``conv(x)`` with zero padding ``pad``, computed only inside each strip's rectangle.
 
@@ -108,15 +156,12 @@ def banded_conv2d(x: torch.Tensor, conv: nn.Conv2d, pad: int, strips: list[Strip
     k = conv.kernel_size[0]
     xp = F.pad(x, (pad, pad, pad, pad)) if pad else x
     size = xp.shape[-1] - k + 1
-    pieces = []
-    for s in strips:
-        if s.a == s.b:
-            pieces.append(x.new_zeros(x.shape[0], conv.out_channels, s.r1 - s.r0, size))
-            continue
-        window = xp[:, :, s.a:s.b + k - 1, s.c:s.d + k - 1]
-        y = F.conv2d(window, conv.weight, conv.bias)  # [B, C, b - a, d - c]
-        pieces.append(F.pad(y, (s.c, size - s.d, s.a - s.r0, s.r1 - s.b)))
-    return torch.cat(pieces, dim=2)
+    parts = [s for s in strips if s.a < s.b]
+    if not parts:
+        return x.new_zeros(x.shape[0], conv.out_channels, size, size)
+    windows = _Windows.apply(xp, tuple((s.a, s.b + k - 1, s.c, s.d + k - 1) for s in parts))
+    ys = [F.conv2d(w, conv.weight, conv.bias) for w in windows]  # [B, C, b - a, d - c] each
+    return _Place.apply(size, tuple((s.a, s.c) for s in parts), *ys)
 
 
 def computed_share(strips: list[list[Strip]], sizes: list[int]) -> float:
