@@ -289,6 +289,20 @@ def test_predictor_masks_logits():
     assert torch.allclose(out[:, 0, 3], expected[:, 0, 3], atol=1e-6)
 
 
+def assert_same_map_conv(ref, other, x, mask, atol: float = 1e-5, grad_atol: float = 1e-4, bf16: bool = False):
+    """Two MapConvNets with the same weights give the same output and the same gradients (input
+    and parameters) for ``x`` and ``mask``; under bf16 autocast with ``bf16``."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        a, b = ref(x, mask), other(x, mask)
+    assert a.dtype == b.dtype
+    torch.testing.assert_close(b.float(), a.float(), atol=atol, rtol=atol)
+    ga = torch.autograd.grad(a.float().square().sum(), [x, *ref.parameters()])
+    gb = torch.autograd.grad(b.float().square().sum(), [x, *other.parameters()])
+    for u, v in zip(ga, gb):
+        assert u.dtype == v.dtype == torch.float32
+        torch.testing.assert_close(v, u, atol=grad_atol, rtol=grad_atol)
+
+
 @pytest.mark.parametrize("n, layers, kernel, padding, count_norm, block", [
     (16, 2, 5, "first_layer", True, 8), (32, 3, 3, "first_layer", True, 8), (16, 2, 5, "same", True, 8),
     (64, 4, 5, "first_layer", True, 16), (64, 4, 9, "first_layer", False, 16), (32, 8, 5, "same", False, 5),
@@ -303,13 +317,7 @@ def test_banded_mapconv_equals_dense(n, layers, kernel, padding, count_norm, blo
     banded.load_state_dict(dense.state_dict())
     mask = valid_mask(n)
     x = torch.randn(2, 4, n, n, requires_grad=True)  # not masked: invalid input cells are read too
-    a = dense(x, mask)
-    b = banded(x, mask)
-    torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
-    ga = torch.autograd.grad(a.square().sum(), [x, *dense.parameters()])
-    gb = torch.autograd.grad(b.square().sum(), [x, *banded.parameters()])
-    for u, v in zip(ga, gb):
-        torch.testing.assert_close(v, u, atol=1e-4, rtol=1e-4)
+    assert_same_map_conv(dense, banded, x, mask)
 
 
 def test_needed_cells_by_hand():
@@ -358,13 +366,7 @@ def test_channels_last_mapconv_equals_default_layout():
     plain = MapConvNet(4, 3, 5, "first_layer", banded=True, block=8)
     last = MapConvNet(4, 3, 5, "first_layer", banded=True, block=8, channels_last=True)
     last.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 4, 32, 32, requires_grad=True)
-    a, b = plain(x, valid_mask(32)), last(x, valid_mask(32))
-    torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
-    ga = torch.autograd.grad(a.square().sum(), [x, *plain.parameters()])
-    gb = torch.autograd.grad(b.square().sum(), [x, *last.parameters()])
-    for u, v in zip(ga, gb):
-        torch.testing.assert_close(v, u, atol=1e-4, rtol=1e-4)
+    assert_same_map_conv(plain, last, torch.randn(2, 4, 32, 32, requires_grad=True), valid_mask(32))
 
 
 def test_banded_mapconv_under_bf16_autocast_matches_dense():
@@ -375,13 +377,5 @@ def test_banded_mapconv_under_bf16_autocast_matches_dense():
     dense = MapConvNet(8, 3, 5, "first_layer", banded=False)
     banded = MapConvNet(8, 3, 5, "first_layer", banded=True, block=8)
     banded.load_state_dict(dense.state_dict())
-    x = torch.randn(2, 8, 32, 32, requires_grad=True)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        a, b = dense(x, valid_mask(32)), banded(x, valid_mask(32))
-    assert b.dtype == a.dtype
-    torch.testing.assert_close(b.float(), a.float(), atol=2e-2, rtol=2e-2)
-    ga = torch.autograd.grad(a.float().square().sum(), [x, *dense.parameters()])
-    gb = torch.autograd.grad(b.float().square().sum(), [x, *banded.parameters()])
-    for u, v in zip(ga, gb):
-        assert v.dtype == u.dtype == torch.float32
-        torch.testing.assert_close(v, u, atol=5e-2, rtol=5e-2)
+    assert_same_map_conv(dense, banded, torch.randn(2, 8, 32, 32, requires_grad=True), valid_mask(32),
+                         atol=2e-2, grad_atol=5e-2, bf16=True)
