@@ -201,6 +201,7 @@ def measure_eval(cfg: ExperimentConfig, device: torch.device, max_queries: int) 
     torch.manual_seed(0)
     model = PLN(cfg.model).to(device)
     test = build_dataset(cfg, "test")
+    test.ious_in_items = False  # as in pln train and pln evaluate
     feed = UnitFeed(test, device, cfg.data, "test")
     loader = make_loader(test, cfg.train.eval_batch_size, shuffle=False, num_workers=0)
     keys = strategy_keys(cfg.model.num_stages)

@@ -54,6 +54,9 @@ def test_synthetic_batch(tmp_path: Path) -> None:
     ds.units_in_items = True
     streamed = collate([ds[i] for i in range(3)])
     assert streamed["units"].shape == (3, 16, 8) and streamed["units"].dtype == torch.float32
+    ds.ious_in_items = False  # evaluation: no labels
+    unlabelled = collate([ds[i] for i in range(3)])
+    assert unlabelled["ious"] == [] and torch.equal(unlabelled["words"], batch["words"])
     np.testing.assert_array_equal(streamed["units"][1].numpy(), ds.units[int(batch["video"][1])])
     assert torch.equal(streamed["video"], batch["video"])
     assert ds.report["unknown_word_rate"] == 0.0 and ds.report["pairs"] == len(ds)

@@ -145,8 +145,10 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 class MomentDataset(Dataset):
     """One split: ``samples`` (kept pairs), cached units, word ids; ``__getitem__`` -> item dict.
 
-    ``units_in_items`` (default False): items also carry their video's ``units [M, D]``. Set it
-    before a loader over the dataset is first iterated (worker processes copy the dataset then).
+    ``units_in_items`` (default False): items also carry their video's ``units [M, D]``.
+    ``ious_in_items`` (default True): items carry the IoU map of every stage (the training labels);
+    evaluation turns it off, since it never reads them. Set both before a loader over the dataset
+    is first iterated (worker processes copy the dataset then).
     """
 
     def __init__(self, samples: list[Sample], units: np.ndarray, video_index: dict[str, int],
@@ -162,6 +164,7 @@ class MomentDataset(Dataset):
         self.store = store
         self.report = report
         self.units_in_items = False
+        self.ious_in_items = True
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -176,7 +179,7 @@ class MomentDataset(Dataset):
             "duration": s.duration,
             "gt": np.array([s.start, s.end], dtype=np.float32),
             "index": i,
-            "ious": [iou_map(s.start, s.end, s.duration, n) for n in self.clips],
+            "ious": [iou_map(s.start, s.end, s.duration, n) for n in self.clips] if self.ious_in_items else [],
         }
         if self.units_in_items:
             item["units"] = np.array(self.units[video], dtype=np.float32)

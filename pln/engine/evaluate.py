@@ -44,6 +44,7 @@ def evaluate_run(run_dir: str | Path, checkpoint: str = "best", split: str = "te
     nms = nms_threshold if nms_threshold is not None else cfg.eval.resolved_nms(cfg.data.family)
     keys = resolve_keys(cfg.model.num_stages, strategy, stage)
     dataset = build_dataset(cfg, split)
+    dataset.ious_in_items = False  # labels are not read when evaluating
     loader = make_loader(dataset, cfg.train.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
     preds = predict_split(model, loader, cfg, dev, keys, nms, cfg.train.bf16)
     return {

@@ -94,12 +94,13 @@ def predict_split(
                 output, batch["duration"], strategy=strategy, stage=stage,
                 nms_threshold=nms_threshold, keep=cfg.eval.max_candidates,
             )
-            parts[key].append((spans.cpu(), scores.float().cpu(), valid.cpu()))
-        meta.append((batch["gt"].cpu(), batch["duration"].cpu(), batch["index"].cpu()))
-    gt, duration, index = (torch.cat(t) for t in zip(*meta))
+            parts[key].append((spans, scores.float(), valid))
+        meta.append((batch["gt"], batch["duration"], batch["index"]))
+    # One copy to the host at the end, not a synchronisation per batch.
+    gt, duration, index = (torch.cat(t).cpu() for t in zip(*meta))
     out = {}
     for key in keys:
-        spans, scores, valid = (torch.cat(t) for t in zip(*parts[key]))
+        spans, scores, valid = (torch.cat(t).cpu() for t in zip(*parts[key]))
         out[key] = SplitPredictions(spans, scores, valid, gt, duration, index)
     return out
 

@@ -170,8 +170,10 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
     datasets = {split: build_dataset(cfg, split) for split in ("train", "val", "test")}
     atomic_write_json(run.data_report, {split: ds.report for split, ds in datasets.items()})
     log.info("data: %s", ", ".join(f"{s}={len(d)}" for s, d in datasets.items()))
-    # Before any loader is iterated: a streamed feed makes its dataset's items carry units.
+    # Before any loader is iterated: a streamed feed makes its dataset's items carry units, and
+    # the evaluated splits need no IoU maps.
     feeds = {split: UnitFeed(ds, device, cfg.data, split) for split, ds in datasets.items()}
+    datasets["val"].ious_in_items = datasets["test"].ious_in_items = False
 
     model = PLN(cfg.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
