@@ -146,12 +146,13 @@ class _Place(torch.autograd.Function):
         return (None, None, *(g[:, :, r:r + h, c:c + w] for (r, c), (h, w) in zip(ctx.corners, ctx.sizes)))
 
 
-def banded_conv2d(x: torch.Tensor, conv: nn.Conv2d, pad: int, strips: list[Strip]) -> torch.Tensor:
-    """``conv(x)`` with zero padding ``pad``, computed only inside each strip's rectangle.
+def banded_layer(x: torch.Tensor, conv: nn.Conv2d, pad: int, strips: list[Strip], w: torch.Tensor) -> torch.Tensor:
+    """One ConvNet layer ``ReLU(conv(x)) * w`` (zero padding ``pad``), computed only inside each
+    strip's rectangle: the convolution, the ReLU and the weighting all run on the rectangles.
 
-    ``x [B, C, S_in, S_in] -> [B, C, S_out, S_out]`` with ``S_out = S_in + 2 * pad - K + 1``;
-    entries outside the rectangles are 0 (the caller never reads them: their weight is 0 or no
-    needed cell downstream depends on them).
+    ``x [B, C, S_in, S_in]``, ``w [1, 1, S_out, S_out]`` -> ``[B, C, S_out, S_out]`` with
+    ``S_out = S_in + 2 * pad - K + 1``; entries outside the rectangles are 0 (the dense layer
+    gives 0 there too where ``w`` is 0, and elsewhere no needed cell downstream reads them).
     """
     k = conv.kernel_size[0]
     xp = F.pad(x, (pad, pad, pad, pad)) if pad else x
@@ -160,7 +161,8 @@ def banded_conv2d(x: torch.Tensor, conv: nn.Conv2d, pad: int, strips: list[Strip
     if not parts:
         return x.new_zeros(x.shape[0], conv.out_channels, size, size)
     windows = _Windows.apply(xp, tuple((s.a, s.b + k - 1, s.c, s.d + k - 1) for s in parts))
-    ys = [F.conv2d(w, conv.weight, conv.bias) for w in windows]  # [B, C, b - a, d - c] each
+    ys = [torch.relu(F.conv2d(win, conv.weight, conv.bias)) * w[:, :, s.a:s.b, s.c:s.d]
+          for win, s in zip(windows, parts)]  # [B, C, b - a, d - c] each
     return _Place.apply(size, tuple((s.a, s.c) for s in parts), *ys)
 
 
@@ -218,6 +220,8 @@ class MapConvNet(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         for layer, (conv, w, pad) in enumerate(zip(self.convs, weights, self.paddings)):
-            y = banded_conv2d(x, conv, pad, strips[layer]) if self.banded else conv(x)
-            x = torch.relu(y) * w.to(x.dtype)
+            if self.banded:
+                x = banded_layer(x, conv, pad, strips[layer], w.to(x.dtype))
+            else:
+                x = torch.relu(conv(x)) * w.to(x.dtype)
         return x * mask.to(x.dtype)
