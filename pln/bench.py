@@ -343,12 +343,19 @@ def results_frame(rows: list[dict[str, Any]], name: str) -> pd.DataFrame:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.work is not None:
+        return run(args, Path(args.work))
+    with tempfile.TemporaryDirectory(prefix="pln-bench-") as work:  # the synthetic splits go with it
+        return run(args, Path(work))
+
+
+def run(args: argparse.Namespace, work: Path) -> int:
+    """Measure every requested configuration and variant, with the synthetic splits under ``work``."""
     from pln.devices import resolve_device, tune_backends
 
     device = resolve_device(args.device)
     tune_backends(device)
     name = device_name(device)
-    work = Path(args.work or tempfile.mkdtemp(prefix="pln-bench-"))
     out = Path(args.out or f"results/benchmarks/{device.type}.csv")
     rows: list[dict[str, Any]] = []
     frame = pd.DataFrame()
