@@ -11,11 +11,12 @@ Banded evaluation (``banded=True``). The network's output is read only at the va
 mask, so a layer's output matters only at its *needed* cells: where ``w > 0`` (elsewhere the
 output is 0 whatever the convolution computes) and where some needed cell of the next layer
 reads it (the last layer: the valid cells themselves). For the upper-triangular masks of the 2D
-map the needed cells lie in a band along the diagonal. The banded path convolves each strip of
-``block`` output rows only over the rectangle that bounds the strip's needed cells and leaves
-the rest 0. The output (zero outside the mask) and every gradient equal the dense computation's
-up to float summation order; for the 2D-TAN TACoS ConvNet (N = 128, 8 layers of 5 x 5) it
-computes 56% of the dense multiply-adds with ``block = 16`` (the lower triangle alone: 70%).
+map the needed cells lie in a band along the diagonal. The banded path computes each strip of
+``block`` output rows (convolution, ReLU, weighting) only over the rectangle that bounds the
+strip's needed cells and leaves the rest 0. The output (zero outside the mask) and every gradient
+equal the dense computation's up to float summation order; for the 2D-TAN TACoS ConvNet
+(N = 128, 8 layers of 5 x 5) it computes 56% of the dense multiply-adds with ``block = 16``
+(skipping only the all-zero region below the diagonal band would leave 70%).
 """
 
 from __future__ import annotations
