@@ -32,7 +32,8 @@ import platform
 import resource
 import tempfile
 import time
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -186,9 +187,14 @@ def experiment_config(model_cfg: ModelConfig, family: str, args: argparse.Namesp
         "data": {"dataset": f"synthetic-{family}", "data_dir": str(work / "data"), "cache_dir": str(work / "cache"),
                  "glove": args.glove, "num_workers": args.workers,
                  "synthetic": {"scale": args.data_scale, "feature_dim": model.feature_dim}},
-        "model": {k: getattr(model, k) for k in model.__dataclass_fields__},
+        "model": asdict(model),
         "train": {"batch_size": args.batch, "eval_batch_size": args.eval_batch, "bf16": bf16},
     })
+
+
+def cycled(loader: Any, batches: int) -> Iterator[dict[str, Any]]:
+    """The first ``batches`` batches of ``loader`` iterated again and again (a new epoch each pass)."""
+    return itertools.islice(itertools.chain.from_iterable(itertools.repeat(loader)), batches)
 
 
 def measure_eval(cfg: ExperimentConfig, device: torch.device, max_queries: int) -> float:
@@ -209,8 +215,7 @@ def measure_eval(cfg: ExperimentConfig, device: torch.device, max_queries: int) 
 
     def run(queries: int) -> int:
         batches = -(-queries // cfg.train.eval_batch_size)
-        stream = itertools.islice(itertools.chain.from_iterable(itertools.repeat(loader)), batches)
-        pred = predict_split(model, stream, cfg, device, keys, nms, bf16=cfg.train.bf16, feed=feed)
+        pred = predict_split(model, cycled(loader, batches), cfg, device, keys, nms, bf16=cfg.train.bf16, feed=feed)
         for key in keys:
             split_metrics(pred[key], cfg)
         return len(pred[keys[0]].index)
@@ -234,9 +239,8 @@ def measure_data_path(cfg: ExperimentConfig, device: torch.device, max_queries: 
     feed = UnitFeed(train, device, cfg.data, "train")
     loader = make_loader(train, cfg.train.batch_size, shuffle=True, num_workers=cfg.data.num_workers)
     batches = max(2, -(-max_queries // cfg.train.batch_size))
-    stream = itertools.chain.from_iterable(itertools.repeat(loader))
     seen, t0 = 0, 0.0
-    for i, batch in enumerate(itertools.islice(stream, batches + 1)):
+    for i, batch in enumerate(cycled(loader, batches + 1)):
         batch = to_device(batch, device)
         feed.units(batch)
         if i == 0:  # the first batch pays for the workers' start

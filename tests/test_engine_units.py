@@ -16,7 +16,6 @@ from pln.engine.train import check_finite, train
 from pln.engine.units import (
     GIB,
     UnitFeed,
-    gather_units,
     load_table,
     place_on_device,
     table_bytes,
@@ -69,7 +68,6 @@ def test_load_table_in_chunks(monkeypatch) -> None:
     monkeypatch.setattr("pln.engine.units.COPY_CHUNK_BYTES", 50)  # two videos per chunk
     table = load_table(units, CPU)
     assert table.dtype == torch.float32 and torch.equal(table, torch.from_numpy(units))
-    assert torch.equal(gather_units(units, torch.tensor([4, 0, 4])), torch.from_numpy(units[[4, 0, 4]]))
 
 
 def test_modes_chosen_by_the_config(data_dir: Path) -> None:

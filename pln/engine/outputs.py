@@ -11,7 +11,7 @@ import torch
 from pln.config import ExperimentConfig
 from pln.data.dataset import collate
 from pln.engine.inference import SplitPredictions, to_device
-from pln.engine.units import UnitFeed, gather_units
+from pln.engine.units import UnitFeed
 from pln.eval.metrics import interval_iou
 from pln.utils import atomic_write
 
@@ -59,23 +59,19 @@ def score_map_queries(num_queries: int, count: int) -> list[int]:
 
 @torch.no_grad()
 def write_score_maps(path: str | Path, model: torch.nn.Module, dataset, pred: SplitPredictions,
-                     cfg: ExperimentConfig, device: torch.device, feed: UnitFeed | None = None) -> None:
+                     cfg: ExperimentConfig, device: torch.device, feed: UnitFeed) -> None:
     """Save the stage score maps of a few fixed test queries (Fig. 7).
 
     Arrays: ``stage{t}`` [Q, N_t, N_t], ``query`` [Q], ``gt`` [Q, 2], ``duration`` [Q],
-    ``top1`` [Q, 2] (the default strategy's top-1 moment, seconds). Units come from ``feed``
-    (the split's feed) or, when None, are gathered from ``dataset.units`` on the host.
+    ``top1`` [Q, 2] (the default strategy's top-1 moment, seconds). Units come from ``feed``,
+    the split's unit feed.
     """
     queries = score_map_queries(len(dataset), cfg.eval.num_score_maps)
     arrays: dict[str, np.ndarray] = {"query": np.array(queries, dtype=np.int64)}
     if queries:
         model.eval()
         batch = to_device(collate([dataset[i] for i in queries]), device)
-        if feed is not None:
-            units = feed.units(batch)
-        else:
-            units = gather_units(dataset.units, batch["video"]).to(device)
-        output = model(units, batch["words"], batch["lengths"])
+        output = model(feed.units(batch), batch["words"], batch["lengths"])
         for t, scores in enumerate(output.scores):
             arrays[f"stage{t + 1}"] = scores.float().cpu().numpy()
         row_of = {int(q): r for r, q in enumerate(pred.index.tolist())}

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pln.config import DataConfig
+from pln.config import UNITS_ON_DEVICE, DataConfig
 from pln.errors import ConfigError
 
 log = logging.getLogger("pln.units")
@@ -59,7 +59,7 @@ def place_on_device(nbytes: int, policy: str, max_gib: float, free_bytes: int | 
     if policy == "never":
         return False
     if policy != "auto":
-        raise ConfigError(f"data.units_on_device must be one of auto, always, never, got {policy!r}")
+        raise ConfigError(f"data.units_on_device must be one of {', '.join(UNITS_ON_DEVICE)}, got {policy!r}")
     fits_budget = nbytes <= max_gib * GIB
     fits_free = free_bytes is None or nbytes <= free_bytes // 2
     return fits_budget and fits_free
@@ -110,7 +110,3 @@ class UnitFeed:
                                "before the loader over its dataset is first iterated")
         return batch["units"].to(self.device, non_blocking=True)
 
-
-def gather_units(units: np.ndarray, video: torch.Tensor) -> torch.Tensor:
-    """Rows ``video [B]`` of a host unit table ``[V, M, D]`` -> ``[B, M, D]`` float32 (CPU)."""
-    return torch.from_numpy(np.asarray(units[video.cpu().numpy()], dtype=np.float32))
