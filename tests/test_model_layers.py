@@ -321,7 +321,8 @@ def test_banded_mapconv_equals_dense(n, layers, kernel, padding, count_norm, blo
 
 
 def test_needed_cells_by_hand():
-    from pln.model.mapconv import layer_paddings, mask_weights, needed_cells
+    from pln.model.mapconv import layer_paddings, mask_weights
+    from pln.model.mapconv_banded import needed_cells
 
     mask = torch.ones(4, 4, dtype=torch.bool).triu()  # cells j >= i
     pads = layer_paddings(3, 2, "same")
@@ -334,7 +335,7 @@ def test_needed_cells_by_hand():
 
 
 def test_strip_rectangles_by_hand():
-    from pln.model.mapconv import Strip, strip_rectangles
+    from pln.model.mapconv_banded import Strip, strip_rectangles
 
     need = torch.ones(4, 4, dtype=torch.bool).triu()
     assert strip_rectangles(need, 2) == [Strip(0, 2, 0, 2, 0, 4), Strip(2, 4, 2, 4, 2, 4)]
@@ -344,7 +345,8 @@ def test_strip_rectangles_by_hand():
 
 
 def test_banded_mapconv_share_of_the_2dtan_tacos_convnet():
-    from pln.model.mapconv import MapConvNet, computed_share
+    from pln.model.mapconv import MapConvNet
+    from pln.model.mapconv_banded import computed_share
     from pln.model.mask import valid_mask
 
     def share(block: int) -> float:
