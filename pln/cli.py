@@ -85,7 +85,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from pln.bench import main as bench_main
+    from pln.bench.run import main as bench_main
 
     return bench_main(args)
 
@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("bench", help="throughput, memory, parameters and FLOPs of the paper's configurations")
-    from pln.bench import add_arguments
+    from pln.bench.args import add_arguments
 
     add_arguments(p)
     p.set_defaults(func=cmd_bench)

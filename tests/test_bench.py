@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pln.bench import CONFIGS, bench_config_for, paper_gpu_hours
+from pln.bench.configs import CONFIGS
+from pln.bench.hours import bench_config_for, paper_gpu_hours
 from pln.cli import main
 
 

@@ -58,6 +58,24 @@ def _attach_log_file(path: Path) -> logging.Handler:
     return handler
 
 
+def train_step(model: PLN, optimizer: torch.optim.Optimizer, units: torch.Tensor, batch: dict[str, Any],
+               cfg: ExperimentConfig, lambdas: list[float]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One optimisation step: forward (bf16 autocast with ``train.bf16``), the joint loss in fp32,
+    backward, optimiser step. Does not synchronise with the device.
+
+    ``units [B, M, D]`` and ``batch`` (``words [B, L, E]``, ``lengths [B]``, ``ious``: one
+    ``[B, N_t, N_t]`` map per stage) are on the model's device. Returns (total loss, loss per stage).
+    """
+    with torch.autocast(units.device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16):
+        output = model(units, batch["words"], batch["lengths"])
+    output = output._replace(logits=[x.float() for x in output.logits])
+    total, per_stage = joint_loss(output, batch["ious"], cfg.loss, lambdas)
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    return total, per_stage
+
+
 def train_one_epoch(
     model: PLN, loader: DataLoader, optimizer: torch.optim.Optimizer, cfg: ExperimentConfig,
     device: torch.device, epoch: int, lambdas: list[float], feed: UnitFeed | None = None,
@@ -72,7 +90,6 @@ def train_one_epoch(
     model.train()
     if feed is None:
         feed = UnitFeed(loader.dataset, device, cfg.data, "train")
-    use_bf16 = cfg.train.bf16
     log_every = max(1, cfg.train.log_every)
     # [1 + S] batch-size-weighted sums of (total, stage losses), on the device (float64 as before).
     sums = torch.zeros(1 + len(lambdas), dtype=torch.float64, device=device)
@@ -91,13 +108,7 @@ def train_one_epoch(
                 os.kill(os.getpid(), signal.SIGKILL)
             batch = to_device(batch, device)
             units = feed.units(batch)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                output = model(units, batch["words"], batch["lengths"])
-            output = output._replace(logits=[x.float() for x in output.logits])
-            total, per_stage = joint_loss(output, batch["ious"], cfg.loss, lambdas)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
+            total, per_stage = train_step(model, optimizer, units, batch, cfg, lambdas)
             b = batch["lengths"].shape[0]
             seen += b
             losses = torch.stack([total, *per_stage]).detach()
