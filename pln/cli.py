@@ -1,4 +1,10 @@
-"""The ``pln`` command line: train, evaluate, predict, baseline-prior, stats, generate, bench."""
+"""The ``pln`` command line: train, evaluate, predict, baseline-prior, stats, generate, bench.
+
+Each sub-command is a parser block in :func:`build_parser` and a ``cmd_*`` handler that imports
+its module inside the function, so ``pln --help`` (and argument errors) answer without loading
+torch, numpy or pandas. Only torch-free modules are imported at the top (``tests/test_cli.py``
+checks it). A new sub-command: one ``cmd_*`` handler and one parser block.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from pln.bench.args import add_arguments as add_bench_arguments
 from pln.errors import PLNError
 
 
@@ -140,9 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("bench", help="throughput, memory, parameters and FLOPs of the paper's configurations")
-    from pln.bench.args import add_arguments
-
-    add_arguments(p)
+    add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
     return parser
 

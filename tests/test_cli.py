@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -83,3 +85,16 @@ def test_stats_of_a_real_dataset_needs_no_features(tmp_path, capsys):
     assert t1.loc["train", "sentences"] == 9790
     assert t1.loc["val", "sentences"] == 4436
     assert t1.loc["test", "sentences"] == 4001
+
+
+def test_help_loads_no_heavy_module():
+    """`pln --help` and every sub-command's help are built without torch, numpy or pandas."""
+    code = ("import sys\n"
+            "from pln.cli import build_parser\n"
+            "parser = build_parser()\n"
+            "parser.format_help()\n"
+            "for sub in parser._subparsers._group_actions[0].choices.values():\n"
+            "    sub.format_help()\n"
+            "print(sorted(m for m in ('torch', 'numpy', 'pandas') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
