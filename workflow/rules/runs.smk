@@ -40,7 +40,7 @@ rule train:
     log:
         f"logs/{PLAN.setting}/train/{{model}}/seed{{seed}}.log",
     benchmark:
-        f"benchmarks/{PLAN.setting}_{{model}}_seed{{seed}}.tsv"
+        f"logs/{PLAN.setting}/train/{{model}}/seed{{seed}}.benchmark.tsv"
     threads: lambda wildcards: PLAN.resources(wildcards.model)["threads"]
     resources:
         gpu=train_resource("gpu"),
