@@ -216,7 +216,6 @@ class EvalConfig:
     max_candidates: int = 5
     strategy: Literal["1", "2"] = "1"
     stage: int = -1  # strategy 1: which stage's map is ranked; -1 is the last
-    length_groups: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.5, 1.0])
     num_score_maps: int = 4  # test queries whose stage score maps are saved (Fig. 7)
 
     def resolved_nms(self, family: str) -> float:
