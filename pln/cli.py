@@ -11,11 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from pln.bench.args import add_arguments as add_bench_arguments
-from pln.errors import PLNError
+from pln.errors import error_line
+
+DEBUG_ENV = "PLN_DEBUG"
 
 
 def _load(args: argparse.Namespace):
@@ -27,7 +31,7 @@ def _load(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from pln.engine.train import train
 
-    result = train(_load(args), args.out)
+    result = train(_load(args), args.out, wait=args.wait)
     key = result["default"]
     print(json.dumps({"run": str(args.out), "default": key, "metrics": result["metrics"][key]}, indent=2))
     return 0
@@ -39,9 +43,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate_run(args.run, checkpoint=args.checkpoint, split=args.split, strategy=args.strategy,
                           stage=args.stage, nms_threshold=args.nms, device=args.device)
+    print(json.dumps(result, indent=2))  # first: a failed write of --out loses nothing
     if args.out:
         atomic_write_json(args.out, result)
-    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -60,7 +64,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_prior(args: argparse.Namespace) -> int:
     from pln.engine.prior import run_prior
 
-    result = run_prior(_load(args), args.out)
+    result = run_prior(_load(args), args.out, wait=args.wait)
     print(json.dumps(result["metrics"]["stage1"], indent=2))
     return 0
 
@@ -100,7 +104,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pln", description="PLN-Bench: Progressive Localization Networks, reproduced.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of an error (also {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_wait(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--wait", action="store_true",
+                       help="when another process is writing the run folder, wait for it instead of stopping")
 
     def with_config(p: argparse.ArgumentParser) -> None:
         p.add_argument("config", help="experiment YAML (see config/ and the README's model section)")
@@ -110,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one experiment into a run folder (resumable)")
     with_config(p)
     p.add_argument("--out", required=True, help="run folder")
+    add_wait(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="recompute a run's metrics from its checkpoint")
@@ -135,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("baseline-prior", help="the prior-only baseline into a run folder")
     with_config(p)
     p.add_argument("--out", required=True)
+    add_wait(p)
     p.set_defaults(func=cmd_prior)
 
     p = sub.add_parser("stats", help="Table 1 and the data of Fig. 5 for a dataset")
@@ -156,14 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return args.func(args)
-    except PLNError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {error_line(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -75,6 +75,8 @@ class ModelConfig:
                   "conv_layers", "conv_kernel", "conv_channels", "conv_block")
         if not 1 <= len(self.clips) <= 4:
             raise ConfigError(f"model.clips: give 1 to 4 clip counts, got {self.clips}")
+        if min(self.clips) < 1:
+            raise ConfigError(f"model.clips: every clip count must be >= 1, got {self.clips}")
         for a, b in zip(self.clips, self.clips[1:]):
             if b < a:
                 raise ConfigError(f"model.clips must be non-decreasing, got {self.clips}")
@@ -135,6 +137,13 @@ class SyntheticConfig:
     # with generated features (needs data.annotation_dir).
     mode: Literal["full", "real-annotations"] = "full"
 
+    def validate(self) -> None:
+        if not self.scale > 0:
+            raise ConfigError(f"data.synthetic.scale must be > 0, got {self.scale}")
+        _positive(self, "feature_dim")
+        if not self.noise >= 0:
+            raise ConfigError(f"data.synthetic.noise must be >= 0, got {self.noise}")
+
 
 @dataclass
 class DataConfig:
@@ -159,8 +168,14 @@ class DataConfig:
     # reads those as booleans.
     units_on_device: str = "auto"
     units_device_max_gib: float = 24.0
+    # A split stops with an error when more than this share of its feature rows is damaged
+    # (NaN/Inf, or finite but absurd: see pln.data.features.bad_rows); data_report.json has the share.
+    max_bad_row_fraction: float = 0.01
 
     def validate(self) -> None:
+        self.synthetic.validate()
+        if not 0.0 <= self.max_bad_row_fraction <= 1.0:
+            raise ConfigError(f"data.max_bad_row_fraction must be in [0, 1], got {self.max_bad_row_fraction}")
         if self.dataset not in DATASETS:
             raise ConfigError(f"data.dataset: unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
         if not self.dataset.startswith("synthetic-"):
@@ -202,6 +217,11 @@ class TrainConfig:
 
     def validate(self) -> None:
         _positive(self, "lr", "batch_size", "max_epochs", "eval_batch_size", "log_every")
+        if self.max_train_batches is not None and self.max_train_batches < 1:
+            raise ConfigError(f"train.max_train_batches must be >= 1 (or null: the whole split), "
+                              f"got {self.max_train_batches}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"train.threads must be >= 1 (or null: torch's default), got {self.threads}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -225,10 +245,22 @@ class EvalConfig:
         return list(self.iou_thresholds) if self.iou_thresholds is not None else list(IOU_THRESHOLDS[family])
 
     def validate(self) -> None:
-        if self.nms_threshold is not None and not 0.0 < self.nms_threshold <= 1.0:
-            raise ConfigError("eval.nms_threshold must be in (0, 1]")
+        if self.nms_threshold is not None:
+            check_nms_threshold(self.nms_threshold, "eval.nms_threshold")
+        _positive(self, "max_candidates")
+        if not self.ranks or min(self.ranks) < 1:
+            raise ConfigError(f"eval.ranks: give one or more ranks >= 1, got {self.ranks}")
         if max(self.ranks) > self.max_candidates:
-            raise ConfigError("eval.ranks may not exceed eval.max_candidates")
+            raise ConfigError(f"eval.ranks may not exceed eval.max_candidates={self.max_candidates}, got {self.ranks}")
+        if self.iou_thresholds is not None:
+            if not self.iou_thresholds or not all(0.0 <= m < 1.0 for m in self.iou_thresholds):
+                raise ConfigError(f"eval.iou_thresholds: give one or more IoU thresholds in [0, 1), "
+                                  f"got {self.iou_thresholds}")
+        edges = self.length_groups
+        if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])) or edges[0] < 0 or edges[-1] > 1:
+            raise ConfigError(f"eval.length_groups: give increasing relative lengths in [0, 1], got {edges}")
+        if self.num_score_maps < 0:
+            raise ConfigError(f"eval.num_score_maps must be >= 0, got {self.num_score_maps}")
 
 
 @dataclass
@@ -260,6 +292,13 @@ class ExperimentConfig:
 # Loading
 
 
+def check_nms_threshold(value: float, key: str) -> float:
+    """``value`` if it is a valid NMS threshold (in (0, 1]), else a ConfigError naming ``key``."""
+    if not (math.isfinite(value) and 0.0 < value <= 1.0):
+        raise ConfigError(f"{key} must be in (0, 1] (an IoU), got {value}")
+    return value
+
+
 def _positive(obj: Any, *names: str) -> None:
     section = type(obj).__name__.removesuffix("Config").lower()
     for name in names:
@@ -273,6 +312,8 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
     origin = get_origin(tp)
     if origin is Literal:
         choices = get_args(tp)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and str(value) in choices:
+            value = str(value)  # `--set eval.strategy=2`: YAML reads the 2 as a number
         if value not in choices:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, choices))}")
         return value
@@ -307,6 +348,8 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):
+            value = _number(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
@@ -315,6 +358,14 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
     raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover
+
+
+def _number(text: str) -> Any:
+    """``text`` as a float when it spells one (``1e-3``, ``2.5E2``), else ``text`` unchanged."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
@@ -357,7 +408,12 @@ def parse_override(text: str) -> dict[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. train.seed=1")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        reason = (str(exc).strip().splitlines() or ["not valid YAML"])[0]
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({reason}) -- "
+                          "quote it whole, e.g. --set 'model.clips=[8,32]'") from None
     out: dict[str, Any] = {}
     node = out
     parts = key.strip().split(".")

@@ -18,7 +18,6 @@ should share the GPUs must see the same directory (the same machine, the same se
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import re
@@ -29,6 +28,7 @@ from pathlib import Path
 import torch
 
 from pln.errors import ConfigError, TrainingError
+from pln.locks import release, try_lock
 
 log = logging.getLogger(__name__)
 
@@ -103,29 +103,10 @@ def visible_gpu_ids(count: int, env: Mapping[str, str] | None = None) -> list[st
     return ids[:count]
 
 
-def _open_lock(path: Path) -> int:
-    """A file descriptor of the lock file, created readable and writable by every user."""
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
-    with contextlib.suppress(OSError):
-        os.fchmod(fd, 0o666)  # only the owner may; others' files are already 0666
-    return fd
-
-
-def _try_lock(path: Path) -> int | None:
-    """An fd holding an exclusive lock on ``path``, or None when another holder has it."""
-    fd = _open_lock(path)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
 def _first_free(paths: list[Path]) -> tuple[int, int] | None:
     """(index, locked fd) of the first lock in ``paths`` nobody holds, or None."""
     for index, path in enumerate(paths):
-        fd = _try_lock(path)
+        fd = try_lock(path)
         if fd is not None:
             return index, fd
     return None
@@ -183,8 +164,7 @@ def acquire_gpu_slot(
     try:
         yield index
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        release(fd)
 
 
 def running_under_slurm(env: Mapping[str, str] | None = None) -> bool:

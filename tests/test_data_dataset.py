@@ -100,7 +100,8 @@ def test_skips_are_counted(tmp_path: Path) -> None:
                 x[:] = np.inf
             f.create_group(vid).create_dataset("c3d_features", data=x)
     cfg = config_from_dict({"data": {"dataset": "activitynet", "annotation_dir": str(ann),
-                                     "feature_file": str(feats), "cache_dir": str(tmp_path / "cache")},
+                                     "feature_file": str(feats), "cache_dir": str(tmp_path / "cache"),
+                                     "max_bad_row_fraction": 0.5},
                             "model": MODEL})
     ds = build_dataset(cfg, "test")
     assert [(s.video_id, s.sentence) for s in ds.samples] == [("v_ok", "A person opens the door."),
@@ -108,8 +109,8 @@ def test_skips_are_counted(tmp_path: Path) -> None:
     counts = {k: v["count"] for k, v in ds.report["skips"].items()}
     assert counts == {"video absent from the feature file feats.hdf5": 1, "empty sentence": 1,
                       "every word unknown to the word vectors": 1,
-                      "every feature row of the video is NaN/Inf": 1}
-    assert ds.report["nonfinite_rows_zeroed"] == {"videos": 2, "rows": 21}
+                      "every feature row of the video is damaged (NaN/Inf or absurd)": 1}
+    assert ds.report["bad_rows_zeroed"] == {"videos": 2, "rows": 21, "of_rows": 60, "fraction": 21 / 60}
     assert ds.report["pairs_read"] == 6 and ds.report["unknown_tokens"] == 2
     # the second build reads the same cache entries
     assert build_dataset(cfg, "test").report["cache"] == ds.report["cache"]

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pln.data.features import FeatureStore, resample_units, zero_nonfinite
+from pln.data.features import FeatureStore, resample_units, zero_bad_rows
 from pln.errors import ConfigError, DataError
 
 
@@ -30,7 +30,7 @@ def test_zero_rows_stay_zero_and_nonfinite_rows_are_counted() -> None:
     raw = np.ones((4, 3), dtype=np.float32)
     raw[1, 2] = np.nan
     raw[3, 0] = np.inf
-    clean, n_bad = zero_nonfinite(raw)
+    clean, n_bad = zero_bad_rows(raw)
     assert n_bad == 2 and np.isnan(raw[1, 2])  # the input is not modified
     np.testing.assert_array_equal(clean[[1, 3]], 0.0)
     units = resample_units(clean, 4)

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from pln.digest import write_digest
 from pln.errors import ConfigError, DataError
 from pln.report.experiments import Plan, parse_metric, real_data_inputs
 from pln.report.figures import fig8_data, length_group_table, make_figure, span_to_cell
@@ -59,6 +60,8 @@ def write_fake_run(run_dir: Path, stages: int, value: float, preds: pd.DataFrame
             for t, n in enumerate(clips[:max(stages, 1)])}
     np.savez(run_dir / "score_maps.npz", query=np.array(["a person cooks", "b"]), gt=np.array([[10.0, 30.0]] * 2),
              duration=np.array([100.0, 100.0]), top1=np.array([[12.5, 37.5]] * 2), **maps)
+    for name in ("test_metrics.json", "predictions.csv", "score_maps.npz"):  # as pln train writes them
+        write_digest(run_dir / name)
 
 
 def demo_config(tmp_path: Path) -> dict:

@@ -61,9 +61,9 @@ def test_seeds_per_model():
 def test_one_figure_runs_only_what_it_needs():
     counts = dry_run("figures/fig7.png")
     # the config of the one run, the dataset's statistics (and its config), one training, the figure
-    assert counts == {"run_config": 2, "stats": 1, "train": 1, "figure": 1}
+    assert counts == {"run_config": 2, "stats": 1, "train": 1, "figure": 1, "setting_mark": 1}
     counts = dry_run("results/tables/table1.csv")
-    assert counts == {"run_config": 3, "stats": 3, "table": 1}
+    assert counts == {"run_config": 3, "stats": 3, "table": 1, "setting_mark": 1}
 
 
 def test_paper_setting_stops_on_placeholder_paths(tmp_path):
@@ -100,7 +100,7 @@ def test_paper_setting_with_data_present_dry_runs_as_gpu_jobs(tmp_path):
     }
     (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
     # Fig. 8 already built by another setting: switching to this one must rebuild it.
-    (tmp_path / ".setting").write_text("demo\n")
+    (tmp_path / ".setting-demo").write_text("demo\n")
     (tmp_path / "figures").mkdir()
     for ext in ("png", "pdf", "csv"):
         (tmp_path / "figures" / f"fig8.{ext}").write_text("x")
@@ -111,7 +111,41 @@ def test_paper_setting_with_data_present_dry_runs_as_gpu_jobs(tmp_path):
     assert "runs/paper/tacos-pln2/seed2/test_metrics.json" in out  # three seeds
     assert "runs/paper/tacos-tan/seed2/test_metrics.json" in out
     assert re.search(r"gpu=1\b", out) and "mem_mb=32000" in out
-    assert (tmp_path / ".setting").read_text().strip() == "paper"
+    assert "rule setting_mark:" in out and "rule fig8:" in out  # the switch rebuilds Fig. 8
+    # a dry run writes nothing: the old marker stays, the new one is only planned
+    assert sorted(p.name for p in tmp_path.glob(".setting*")) == [".setting-demo"]
+
+
+def test_overlay_typo_names_the_key_and_the_users_file(tmp_path):
+    smoke = (ROOT / "config" / "smoke.yaml").read_text()
+    assert "  charades-vgg:" in smoke
+    (tmp_path / "my smoke.yaml").write_text(smoke.replace("  charades-vgg:", "  charades-vg:"))
+    result = snakemake("-n", "all", "--configfile", str(tmp_path / "my smoke.yaml"))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "datasets.charades-vg" in out and "my smoke.yaml" in out, out
+    assert "config/smoke.yaml:" not in out
+
+
+def test_setting_marker_rule_writes_only_its_own_marker(tmp_path):
+    from pln.report.experiments import setting_mark_path, write_setting_mark
+
+    tables = str(tmp_path / "results" / "tables")
+    (tmp_path / "results").mkdir()
+    old = Path(setting_mark_path(tables, "demo"))
+    old.write_text("demo\n")
+    new = Path(setting_mark_path(tables, "smoke"))
+    write_setting_mark(new, "smoke")
+    assert new.read_text() == "smoke\n" and not old.exists()
+
+
+def test_shell_commands_quote_every_path():
+    rules = (ROOT / "workflow" / "rules" / "runs.smk").read_text()
+    shells = re.findall(r'^\s+"(\{params\.pln\}.*)"$', rules, flags=re.M)
+    assert len(shells) == 3
+    for line in shells:
+        fields = re.findall(r"\{([^}]*)\}", line)
+        assert all(f.endswith(":q") for f in fields if f != "params.pln"), line
 
 
 def test_schema_names_a_typo_key(tmp_path):

@@ -66,13 +66,18 @@ def annotation_files(family: str, annotation_dir: str | Path, split: str) -> lis
     return [root / f"{split}.json"]
 
 
+def missing_annotation_message(path: Path, family: str) -> str:
+    """The message for a missing annotation file of ``family``."""
+    return (f"annotation file {path} not found; data.annotation_dir must hold 2D-TAN's {family} annotation "
+            "files (https://github.com/microsoft/2D-TAN, folder data/)")
+
+
 def read_split(family: str, annotation_dir: str | Path, split: str) -> tuple[list[Sample], QuirkReport]:
     """Read one native split (Charades-STA has train and test only) into clipped samples."""
     files = annotation_files(family, annotation_dir, split)
     for path in files:
         if not path.is_file():
-            raise DataError(f"annotation file {path} not found; data.annotation_dir must hold 2D-TAN's "
-                            f"{family} annotation files (https://github.com/microsoft/2D-TAN, folder data/)")
+            raise DataError(missing_annotation_message(path, family))
     report = QuirkReport(files=[str(p) for p in files])
     if family == "charades":
         rows = _charades_rows(files[0], _charades_durations(files[1]), report)

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from pln.utils import current_umask
+
 
 def file_signature(path: str | Path) -> dict[str, Any]:
     """``{"path", "size", "mtime_ns"}`` of a file: changes whenever the file is replaced."""
@@ -44,6 +46,7 @@ def cached_dir(root: str | Path, name: str, build: Callable[[Path], None]) -> Pa
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))
     try:
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; a cache follows the user's umask
         build(tmp)
         try:
             os.rename(tmp, target)

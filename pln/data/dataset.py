@@ -32,15 +32,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pln.config import ExperimentConfig
-from pln.data.annotations import NATIVE_SPLITS, Sample, annotation_files, read_split
+from pln.data.annotations import NATIVE_SPLITS, Sample, annotation_files, missing_annotation_message, read_split
 from pln.data.cache import cache_key, cached_dir, file_signature
-from pln.data.features import FeatureStore, resample_units, zero_nonfinite
+from pln.data.features import ABSURD_FEATURE, FeatureStore, resample_units, zero_bad_rows
 from pln.data.glove import BUILTIN_NAME, WordVectors, load_word_vectors
 from pln.data.synthetic import FEATURE_FILES, ensure_generated
 from pln.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: damaged rows include absurd finite values; meta.json counts rows
 log = logging.getLogger("pln.data")
 
 
@@ -73,6 +73,17 @@ def resolve_source(cfg: ExperimentConfig, need_features: bool = True) -> DataSou
                           folder / FEATURE_FILES[family], "synthetic")
     folder = ensure_generated(data.dataset, data.data_dir, syn)
     return DataSource(family, "synthetic", folder, folder / FEATURE_FILES[family], "synthetic")
+
+
+def check_split_files(cfg: ExperimentConfig) -> None:
+    """Raise DataError now if an annotation file of any split is missing (before hours are spent
+    on the splits read first)."""
+    source = resolve_source(cfg)
+    for split in SPLITS:
+        native = split if split in NATIVE_SPLITS[source.family] else "train"
+        for path in annotation_files(source.family, source.annotation_dir, native):
+            if not path.is_file():
+                raise DataError(missing_annotation_message(path, source.family))
 
 
 def charades_val_videos(video_ids: list[str], fraction: float, seed: int) -> set[str]:
@@ -189,7 +200,7 @@ class MomentDataset(Dataset):
         """Units ``[M, D]`` of any video of the feature file (cached ones when in this split)."""
         if video_id in self.video_index:
             return np.array(self.units[self.video_index[video_id]], dtype=np.float32)
-        raw, _ = zero_nonfinite(self.store.get(video_id))
+        raw, _ = zero_bad_rows(self.store.get(video_id))
         return resample_units(raw, self.units.shape[1])
 
 
@@ -220,15 +231,16 @@ def _build_units(store: FeatureStore, videos: list[str], m: int, cache_dir: Path
     def build(tmp: Path) -> None:
         units = np.lib.format.open_memmap(tmp / "units.npy", mode="w+", dtype=np.float32,
                                           shape=(len(videos), m, store.dim))
-        zeroed = {}
+        zeroed, rows = {}, 0
         for v, vid in enumerate(videos):
-            raw, n_bad = zero_nonfinite(store.get(vid))
+            raw, n_bad = zero_bad_rows(store.get(vid))
+            rows += int(raw.shape[0])
             if n_bad:
                 zeroed[vid] = [n_bad, int(raw.shape[0])]
             units[v] = resample_units(raw, m)
         units.flush()
         del units
-        (tmp / "meta.json").write_text(json.dumps({"videos": videos, "nonfinite_rows": zeroed}))
+        (tmp / "meta.json").write_text(json.dumps({"videos": videos, "bad_rows": zeroed, "rows": rows}))
 
     return cached_dir(cache_dir, f"units-{key}", build)
 
@@ -266,6 +278,22 @@ def _select(samples: list[Sample], ids: np.ndarray, offsets: np.ndarray,
     ids = np.concatenate([ids[a:b] for a, b in spans]) if spans else np.zeros(0, np.int64)
     offsets = np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64)
     return kept, ids, offsets
+
+
+def check_bad_rows(meta: dict[str, Any], max_fraction: float, store: FeatureStore, split: str) -> dict[str, Any]:
+    """The damaged-row counts of a split's unit table (its ``meta.json``), for the data report;
+    a DataError when their share of the split's feature rows exceeds ``max_fraction``
+    (``data.max_bad_row_fraction``)."""
+    rows = sum(n for n, _ in meta["bad_rows"].values())
+    total = int(meta["rows"])
+    fraction = rows / total if total else 0.0
+    if fraction > max_fraction:
+        raise DataError(
+            f"{store.path}: {split}: {rows} of {total} feature rows ({100 * fraction:.2f}%) in "
+            f"{len(meta['bad_rows'])} videos are damaged (NaN/Inf or |value| > {ABSURD_FEATURE:g}), above "
+            f"data.max_bad_row_fraction={max_fraction:g} -- download or generate the file again, or raise "
+            "data.max_bad_row_fraction")
+    return {"videos": len(meta["bad_rows"]), "rows": rows, "of_rows": total, "fraction": fraction}
 
 
 def build_dataset(cfg: ExperimentConfig, split: str) -> MomentDataset:
@@ -306,10 +334,11 @@ def build_dataset(cfg: ExperimentConfig, split: str) -> MomentDataset:
     videos = sorted({s.video_id for s in samples})
     units_dir = _build_units(store, videos, cfg.model.num_units, cache_dir)
     meta = json.loads((units_dir / "meta.json").read_text())
-    dead = {vid for vid, (n_bad, t) in meta["nonfinite_rows"].items() if n_bad == t}
+    bad_rows = check_bad_rows(meta, data.max_bad_row_fraction, store, split)
+    dead = {vid for vid, (n_bad, t) in meta["bad_rows"].items() if n_bad == t}
     bad_video = np.array([s.video_id in dead for s in samples], dtype=bool)
     if bad_video.any():
-        _skip(samples, bad_video, "every feature row of the video is NaN/Inf", skips)
+        _skip(samples, bad_video, "every feature row of the video is damaged (NaN/Inf or absurd)", skips)
         samples, ids, offsets = _select(samples, ids, offsets, ~bad_video)
     if not samples:
         raise DataError(f"{data.dataset} {split}: no usable pair is left (skips: "
@@ -321,15 +350,14 @@ def build_dataset(cfg: ExperimentConfig, split: str) -> MomentDataset:
         "annotation_dir": str(source.annotation_dir), "feature_file": str(source.feature_file),
         "quirks": quirks, "pairs_read": pairs_read, "pairs": len(samples),
         "videos": len({s.video_id for s in samples}), "skips": skips,
-        "nonfinite_rows_zeroed": {"videos": len(meta["nonfinite_rows"]),
-                                  "rows": sum(n for n, _ in meta["nonfinite_rows"].values())},
+        "bad_rows_zeroed": bad_rows,
         "word_vectors": wv.source, "strip_punctuation": data.strip_punctuation,
         "tokens": n_tokens, "unknown_tokens": n_unknown,
         "unknown_word_rate": n_unknown / max(n_tokens, 1),
         "cache": {"units": str(units_dir), "tokens": str(tok_dir)},
     }
-    if report["nonfinite_rows_zeroed"]["rows"]:
-        log.warning("%s: zeroed %d feature rows holding NaN/Inf in %d videos", store.path,
-                    report["nonfinite_rows_zeroed"]["rows"], report["nonfinite_rows_zeroed"]["videos"])
+    if bad_rows["rows"]:
+        log.warning("%s: zeroed %d damaged feature rows (NaN/Inf or absurd) in %d videos of %s", store.path,
+                    bad_rows["rows"], bad_rows["videos"], split)
     video_index = {vid: i for i, vid in enumerate(meta["videos"])}
     return MomentDataset(samples, units, video_index, ids, offsets, wv, cfg.model.clips, store, report)

@@ -19,6 +19,11 @@ import numpy as np
 
 from pln.errors import ConfigError, DataError
 
+# A feature value beyond this magnitude marks its row as damaged (bad_rows).
+ABSURD_FEATURE = 1e6
+# What h5py raises for a file whose internals are damaged.
+_H5_FAULTS = (OSError, RuntimeError, KeyError, ValueError)
+
 # (file name of the public release, where to obtain it) per (family, feature kind)
 RELEASES = {
     ("tacos", "c3d"): ("tall_c3d_features.hdf5",
@@ -67,7 +72,7 @@ class FeatureStore:
         if self._file is None or self._pid != os.getpid():
             try:
                 self._file = h5py.File(self.path, "r")
-            except OSError as exc:
+            except _H5_FAULTS as exc:
                 raise DataError(f"{self.path}: cannot read the HDF5 file ({exc}); it may be truncated or "
                                 "corrupt: download it again") from None
             self._pid = os.getpid()
@@ -78,15 +83,30 @@ class FeatureStore:
         state["_file"], state["_pid"] = None, -1
         return state
 
+    def _damaged(self, exc: Exception) -> DataError:
+        """The error for a file whose header reads but whose internals do not (h5py then raises
+        RuntimeError, KeyError, OSError or ValueError with HDF5's own words)."""
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        return DataError(f"{self.path}: damaged HDF5 file ({first}) -- download or generate it again")
+
     def _key(self, video_id: str) -> str | None:
         f = self._open()
-        if video_id in f:
-            return video_id
-        if self.family == "tacos" and not video_id.endswith(".avi") and video_id + ".avi" in f:
-            return video_id + ".avi"
+        try:
+            if video_id in f:
+                return video_id
+            if self.family == "tacos" and not video_id.endswith(".avi") and video_id + ".avi" in f:
+                return video_id + ".avi"
+        except _H5_FAULTS as exc:
+            raise self._damaged(exc) from None
         return None
 
     def _dataset(self, key: str) -> h5py.Dataset:
+        try:
+            return self._checked_dataset(key)
+        except _H5_FAULTS as exc:
+            raise self._damaged(exc) from None
+
+    def _checked_dataset(self, key: str) -> h5py.Dataset:
         node = self._open()[key]
         if isinstance(node, h5py.Group):
             if "c3d_features" in node:
@@ -98,29 +118,40 @@ class FeatureStore:
                 node = children[0]
         if node.ndim != 2:
             raise DataError(f"{self.path}: features of {key!r} have shape {node.shape}, expected [T, D]")
+        if node.dtype.kind not in "fiu":
+            raise DataError(f"{self.path}: features of {key!r} are of type {node.dtype}, not numbers -- "
+                            "point data.feature_file at the feature file of the release")
         return node
 
     def _probe_dim(self) -> int:
         f = self._open()
-        for key in f:
-            return int(self._dataset(key).shape[1])
-        raise DataError(f"{self.path}: the HDF5 file holds no video features")
+        try:
+            first = next(iter(f), None)
+        except _H5_FAULTS as exc:
+            raise self._damaged(exc) from None
+        if first is None:
+            raise DataError(f"{self.path}: the HDF5 file holds no video features")
+        return int(self._dataset(first).shape[1])
 
     def has(self, video_id: str) -> bool:
         """Whether the file holds features for ``video_id``."""
         return self._key(video_id) is not None
 
     def get(self, video_id: str) -> np.ndarray:
-        """Raw features ``[T, D]`` float32 of one video, as stored (see :func:`zero_nonfinite`)."""
+        """Raw features ``[T, D]`` float32 of one video, as stored (see :func:`zero_bad_rows`)."""
         key = self._key(video_id)
         if key is None:
             raise DataError(f"{self.path}: no features for video {video_id!r}; the feature file does not "
                             "match the annotation files")
+        node = self._dataset(key)
+        if node.shape[1] != self.dim:
+            raise DataError(f"{self.path}: video {video_id!r} has {node.shape[1]}-d features, the file's "
+                            f"first video {self.dim}-d -- the file mixes feature kinds: use one release")
         try:
-            raw = np.asarray(self._dataset(key)[()], dtype=np.float32)
-        except OSError as exc:
+            raw = np.asarray(node[()], dtype=np.float32)
+        except _H5_FAULTS as exc:
             raise DataError(f"{self.path}: cannot read the features of {video_id!r} ({exc}); the file may "
-                            "be truncated or corrupt: download it again") from None
+                            "be truncated or corrupt -- download it again") from None
         if raw.shape[0] == 0:
             raise DataError(f"{self.path}: video {video_id!r} has no feature rows")
         return raw
@@ -131,12 +162,20 @@ class FeatureStore:
             self._file = None
 
 
-def zero_nonfinite(raw: np.ndarray) -> tuple[np.ndarray, int]:
-    """Set every row holding a NaN or Inf to zero: ``[T, D] -> ([T, D], rows zeroed)``.
+def bad_rows(raw: np.ndarray) -> np.ndarray:
+    """``[T, D] -> bool [T]``: rows holding a NaN or Inf, or a value beyond ``ABSURD_FEATURE``
+    in magnitude (damage: real features are activations of order 1 to 100, and such values
+    overflow the L2 norm)."""
+    with np.errstate(invalid="ignore"):
+        return ~np.isfinite(raw).all(axis=1) | (np.abs(raw) > ABSURD_FEATURE).any(axis=1)
+
+
+def zero_bad_rows(raw: np.ndarray) -> tuple[np.ndarray, int]:
+    """Set every damaged row (:func:`bad_rows`) to zero: ``[T, D] -> ([T, D], rows zeroed)``.
 
     A zero row stays zero after L2 normalisation, so the video keeps its time axis.
     """
-    bad = ~np.isfinite(raw).all(axis=1)
+    bad = bad_rows(raw)
     n_bad = int(bad.sum())
     if n_bad:
         raw = raw.copy()

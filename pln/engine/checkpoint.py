@@ -3,11 +3,14 @@
 A checkpoint is a plain dict of tensors and builtins:
 ``{"format": 1, "config": ExperimentConfig as dict, "epoch": int, "model": state_dict,
 "optimizer": state_dict | None, "history": list[dict], "best": dict | None}``.
-``epoch`` counts finished epochs (1 after the first).
+``epoch`` counts finished epochs (1 after the first). The saved dict also holds ``"sha256"``,
+the digest of everything else (:func:`state_digest`), checked on every load: a damaged file is
+refused instead of being evaluated.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -17,25 +20,76 @@ from pln.errors import CheckpointError
 from pln.utils import atomic_write
 
 FORMAT = 1
+DIGEST_KEY = "sha256"
+
+
+def _feed(h: "hashlib._Hash", value: Any) -> None:
+    """Add ``value`` (nested dicts / lists of tensors and JSON-like builtins) to the hash ``h``."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"tensor {t.dtype} {tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(value, dict):
+        h.update(f"dict {len(value)};".encode())
+        for key in sorted(value, key=repr):
+            h.update(f"{key!r}:".encode())
+            _feed(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        h.update(f"{type(value).__name__} {len(value)};".encode())
+        for item in value:
+            _feed(h, item)
+    else:  # None, bool, int, float, str: repr is exact (floats round-trip)
+        h.update(f"{type(value).__name__} {value!r};".encode())
+
+
+def state_digest(state: dict[str, Any]) -> str:
+    """Hex SHA-256 of a checkpoint dict (tensor bytes, dtypes, shapes, keys and builtins), without
+    its own ``sha256`` entry."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in state.items() if k != DIGEST_KEY})
+    return h.hexdigest()
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (temp file, then rename)."""
-    atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **state}, tmp))
+    """Write ``state`` (with its format and digest) to ``path`` atomically (temp file, then rename)."""
+    full = {"format": FORMAT, **state}
+    full[DIGEST_KEY] = state_digest(full)
+    atomic_write(path, lambda tmp: torch.save(full, tmp))
+
+
+def _recovery(path: Path) -> str:
+    """How to recover from a damaged checkpoint of a run folder (or elsewhere)."""
+    if path.name == "best.pt":
+        return (f"evaluate {path.with_name('last.pt')} instead (--checkpoint last), or delete both "
+                "checkpoints and retrain")
+    if path.name == "last.pt":
+        return "delete it and rerun the same `pln train` command (training restarts from epoch 1)"
+    return "use another checkpoint, or retrain"
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; refuse unreadable files clearly."""
+    """Read a checkpoint with ``weights_only=True`` and verify its digest; refuse unreadable,
+    foreign or damaged files clearly."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+        raise CheckpointError(f"{path}: checkpoint not found -- check the path, or train the run first")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: unreadable checkpoint ({first[:200]}); delete it and retrain") from None
+        # torch's message suggests weights_only=False, which would run code from the file: never say it
+        reason = "not a readable checkpoint file" if "weights_only" in str(exc) or "Unpickl" in str(exc) \
+            else ((str(exc).strip().splitlines() or [type(exc).__name__])[0][:160])
+        raise CheckpointError(f"{path}: unreadable checkpoint ({reason}) -- {_recovery(path)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
-        raise CheckpointError(f"{path}: not a PLN-Bench checkpoint (no 'format'/'model' entries)")
+        raise CheckpointError(f"{path}: not a PLN-Bench checkpoint (no 'format'/'model' entries) -- "
+                              "pass a checkpoint written by `pln train`")
+    recorded = state.pop(DIGEST_KEY, None)
+    if recorded is None:
+        raise CheckpointError(f"{path}: checkpoint has no digest, so its tensors cannot be verified -- "
+                              f"{_recovery(path)}")
+    if state_digest(state) != recorded:
+        raise CheckpointError(f"{path}: checkpoint content does not match its digest (the file is damaged) "
+                              f"-- {_recovery(path)}")
     return state
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pln.config import check_nms_threshold
 from pln.data.dataset import build_dataset, make_loader
 from pln.devices import resolve_device
 from pln.engine.checkpoint import check_model_config, load_checkpoint
 from pln.engine.inference import predict_split, split_metrics, strategy_keys
 from pln.engine.run_dir import RunDir
+from pln.engine.run_lock import refuse_if_training
 from pln.errors import ConfigError
 from pln.model import PLN
 
@@ -33,7 +35,10 @@ def evaluate_run(run_dir: str | Path, checkpoint: str = "best", split: str = "te
                  strategy: str | None = None, stage: int | None = None,
                  nms_threshold: float | None = None, device: str | None = None) -> dict[str, Any]:
     """Metrics of a run's checkpoint: ``{"metrics": {key: {...}}, "nms_threshold": .., ...}``."""
+    if nms_threshold is not None:
+        check_nms_threshold(nms_threshold, "--nms")
     run = RunDir(Path(run_dir))
+    refuse_if_training(run.root)
     cfg = run.read_config()
     path = {"best": run.best, "last": run.last}.get(checkpoint, Path(checkpoint))
     state = load_checkpoint(path)

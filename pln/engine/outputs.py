@@ -13,7 +13,7 @@ from pln.data.dataset import collate
 from pln.engine.inference import SplitPredictions, to_device
 from pln.engine.units import UnitFeed
 from pln.eval.metrics import interval_iou
-from pln.utils import atomic_write
+from pln.digest import atomic_write_digested
 
 
 def predictions_frame(pred: SplitPredictions, video_ids: list[str]) -> pd.DataFrame:
@@ -47,7 +47,7 @@ def predictions_frame(pred: SplitPredictions, video_ids: list[str]) -> pd.DataFr
 def write_predictions(path: str | Path, pred: SplitPredictions, dataset) -> None:
     """Write the per-query top-K of one strategy as CSV (atomically)."""
     frame = predictions_frame(pred, [s.video_id for s in dataset.samples])
-    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6g"))
+    atomic_write_digested(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6g"))
 
 
 def score_map_queries(num_queries: int, count: int) -> list[int]:
@@ -79,4 +79,9 @@ def write_score_maps(path: str | Path, model: torch.nn.Module, dataset, pred: Sp
         arrays["gt"] = pred.gt[rows].numpy()
         arrays["duration"] = pred.duration[rows].numpy()
         arrays["top1"] = pred.spans[rows, 0].numpy()
-    atomic_write(path, lambda tmp: np.savez_compressed(open(tmp, "wb"), **arrays))
+    atomic_write_digested(path, lambda tmp: _savez(tmp, arrays))
+
+
+def _savez(path: str, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -25,7 +26,15 @@ def lookup_duration(cfg: ExperimentConfig, video_id: str) -> float:
             if sample.video_id == video_id:
                 return float(sample.duration)
     raise DataError(
-        f"video {video_id!r} is not in the annotations of {cfg.data.dataset}; pass --duration SECONDS")
+        f"video {video_id!r} is in the feature file but not in the annotations of {cfg.data.dataset}, "
+        "so its length is unknown -- pass --duration SECONDS")
+
+
+def check_duration(seconds: float) -> float:
+    """``seconds`` if it is a usable video length (finite, > 0), else a DataError."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise DataError(f"--duration: give the video length as a finite number of seconds > 0, got {seconds}")
+    return seconds
 
 
 @torch.no_grad()
@@ -33,6 +42,8 @@ def predict(checkpoint: str | Path, features: str | Path, video_id: str, query: 
             duration: float | None = None, device: str = "cpu",
             strategy_key: str | None = None) -> list[tuple[float, float, float]]:
     """Top-K ``(start_s, end_s, score)`` for ``query`` in video ``video_id`` of ``features``."""
+    if duration is not None:
+        check_duration(duration)
     state = load_checkpoint(checkpoint)
     cfg = config_from_dict(state["config"], f"{checkpoint} (stored config)")
     check_model_config(checkpoint, state, cfg.to_dict()["model"])
@@ -42,12 +53,13 @@ def predict(checkpoint: str | Path, features: str | Path, video_id: str, query: 
     model.eval()
 
     store = FeatureStore(features, cfg.data.family, cfg.model.feature_dim)
+    if not store.has(video_id):
+        raise DataError(f"{store.path}: video {video_id!r} is not in this feature file -- check --video "
+                        "(a key of the file) or --features")
     units = torch.from_numpy(resample_units(store.get(video_id), cfg.model.num_units)).float()
     words = torch.from_numpy(load_word_vectors(cfg.data.glove, cfg.data.strip_punctuation).encode(query)).float()
     if duration is None:
-        duration = lookup_duration(cfg, video_id)
-    if not duration > 0:
-        raise DataError(f"--duration must be > 0 seconds, got {duration}")
+        duration = check_duration(lookup_duration(cfg, video_id))
     output = model(units[None].to(dev), words[None].to(dev), torch.tensor([len(words)], device=dev))
     key = strategy_key or f"stage{cfg.model.num_stages}"
     strategy, stage = parse_key(key)

@@ -12,11 +12,12 @@ from pln.config import ExperimentConfig, save_config
 from pln.data.dataset import build_dataset
 from pln.engine.inference import SplitPredictions, split_metrics
 from pln.engine.outputs import write_predictions
-from pln.engine.run_dir import RunDir, check_same_experiment
+from pln.digest import atomic_write_json_digested
+from pln.engine.run_dir import RunDir, check_same_experiment, query_counts
+from pln.engine.run_lock import hold_run_lock
 from pln.eval.inference import nms, rank_candidates
 from pln.loss import cell_ious
 from pln.model.mask import valid_mask
-from pln.utils import atomic_write_json
 
 
 def prior_cell_scores(gt: torch.Tensor, duration: torch.Tensor, n: int) -> torch.Tensor:
@@ -31,14 +32,19 @@ def prior_cell_scores(gt: torch.Tensor, duration: torch.Tensor, n: int) -> torch
     return counts / max(len(gt), 1) * mask
 
 
-def run_prior(cfg: ExperimentConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Score the prior baseline on the test split; write test_metrics.json and predictions.csv."""
+def run_prior(cfg: ExperimentConfig, out_dir: str | Path, wait: bool = False) -> dict[str, Any]:
+    """Score the prior baseline on the test split; write test_metrics.json and predictions.csv
+    (the run folder locked as by ``pln train``)."""
     run = RunDir(Path(out_dir))
-    check_same_experiment(run, cfg)
-    if run.is_complete():
-        return run.read_test_metrics()
-    run.root.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run.config)
+    with hold_run_lock(run.root, wait=wait):
+        check_same_experiment(run, cfg)
+        if run.is_complete():
+            return run.read_test_metrics()
+        save_config(cfg, run.config)
+        return _run_prior(cfg, run)
+
+
+def _run_prior(cfg: ExperimentConfig, run: RunDir) -> dict[str, Any]:
     n = cfg.model.clips[-1]
     train_ds, test_ds = build_dataset(cfg, "train"), build_dataset(cfg, "test")
     train_gt = torch.tensor([[s.start, s.end] for s in train_ds.samples], dtype=torch.float32)
@@ -57,9 +63,9 @@ def run_prior(cfg: ExperimentConfig, out_dir: str | Path) -> dict[str, Any]:
     result = {
         "run": {"dataset": cfg.data.dataset, "name": cfg.name, "seed": cfg.train.seed, "clips": [n],
                 "method": "prior", "selection_split": None, "nms_threshold": nms_threshold,
-                "test_queries": q},
+                **query_counts(test_ds)},
         "metrics": {"stage1": split_metrics(pred, cfg)},
         "default": "stage1",
     }
-    atomic_write_json(run.test_metrics, result)
+    atomic_write_json_digested(run.test_metrics, result)  # last: its presence marks the run complete
     return result

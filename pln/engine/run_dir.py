@@ -11,7 +11,8 @@ import yaml
 
 from pln.config import ExperimentConfig, config_from_dict
 from pln.engine.checkpoint import config_differences
-from pln.errors import ConfigError
+from pln.digest import verify_file
+from pln.errors import ConfigError, DataError
 
 # Settings that change how a run executes but not what it computes: a resumed run may differ here.
 RUNTIME_ONLY = {
@@ -59,20 +60,67 @@ class RunDir:
         return self.root / "data_report.json"
 
     @property
+    def timings(self) -> Path:
+        return self.root / "timings.json"
+
+    @property
     def log(self) -> Path:
         return self.root / "train.log"
 
     def is_complete(self) -> bool:
         return self.test_metrics.is_file()
 
+    def has_results(self) -> bool:
+        """Whether training or testing wrote anything here (a checkpoint or a result file)."""
+        return any(p.is_file() for p in (self.last, self.best, self.test_metrics, self.predictions))
+
     def read_config(self) -> ExperimentConfig:
         """The resolved config this run was made with."""
         if not self.config.is_file():
             raise ConfigError(f"{self.root}: not a run folder (no config.yaml); train it with `pln train`")
-        return config_from_dict(yaml.safe_load(self.config.read_text()) or {}, str(self.config))
+        try:
+            values = yaml.safe_load(self.config.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(f"{self.config}: damaged ({first[:120]}) -- restore it, or delete the run "
+                              "folder and train again") from None
+        return config_from_dict(values, str(self.config))
 
     def read_test_metrics(self) -> dict[str, Any]:
-        return json.loads(self.test_metrics.read_text())
+        """The run's ``test_metrics.json``, verified against its digest."""
+        return read_run_json(self.test_metrics)
+
+
+def recovery_hint(path: str | Path) -> str:
+    """How to remake a damaged result file of the run folder holding ``path``."""
+    root = Path(path).parent
+    return (f"delete {root / 'test_metrics.json'} and rerun the run's `pln train` (or `pln baseline-prior`) "
+            "command: a trained run is re-tested from checkpoints/best.pt without retraining")
+
+
+def verify_run_file(path: str | Path) -> None:
+    """Refuse a run's result file that does not match its digest (:mod:`pln.digest`)."""
+    verify_file(path, recovery_hint(path))
+
+
+def read_run_json(path: str | Path) -> dict[str, Any]:
+    """A run's ``test_metrics.json``: verified, parsed, and a mapping."""
+    path = Path(path)
+    verify_run_file(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: damaged ({str(exc)[:120]}) -- {recovery_hint(path)}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+        raise DataError(f"{path}: not a run's test metrics (no 'metrics' mapping) -- {recovery_hint(path)}")
+    return data
+
+
+def query_counts(test_ds) -> dict[str, int]:
+    """``test_queries`` (queries evaluated) and ``test_split_queries`` (pairs the split's annotation
+    files hold before any is dropped) of a test :class:`~pln.data.dataset.MomentDataset`; the
+    tables flag a run where the two differ."""
+    return {"test_queries": len(test_ds), "test_split_queries": int(test_ds.report["quirks"]["pairs_read"])}
 
 
 def _strip_runtime(values: dict[str, Any]) -> dict[str, Any]:
@@ -84,8 +132,12 @@ def _strip_runtime(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_same_experiment(run: RunDir, cfg: ExperimentConfig) -> None:
-    """Refuse to resume a run folder that holds another experiment, naming the differences."""
-    if not run.config.is_file():
+    """Refuse to resume a run folder that holds another experiment, naming the differences.
+
+    A folder without results (a run that failed before its first checkpoint, e.g. on a wrong
+    feature path) holds nothing to protect: the corrected config simply replaces its config.
+    """
+    if not run.config.is_file() or not run.has_results():
         return
     old = _strip_runtime(run.read_config().to_dict())
     new = _strip_runtime(cfg.to_dict())

@@ -24,15 +24,18 @@ import torch
 from torch.utils.data import DataLoader
 
 from pln.config import ExperimentConfig, save_config
-from pln.data.dataset import build_dataset, make_loader
+from pln.data.dataset import build_dataset, check_split_files, make_loader
 from pln.devices import claim_device, tune_backends
 from pln.engine.gpu_util import UtilisationSampler, nvml_reader
 from pln.engine.checkpoint import check_model_config, load_checkpoint, save_checkpoint
 from pln.engine.inference import predict_split, split_metrics, strategy_keys, to_device
 from pln.engine.outputs import write_predictions, write_score_maps
-from pln.engine.run_dir import RunDir, check_same_experiment
+from pln.digest import atomic_write_json_digested
+from pln.engine.run_dir import RunDir, check_same_experiment, query_counts
+from pln.engine.run_lock import hold_run_lock
 from pln.engine.units import UnitFeed
 from pln.errors import ConfigError, TrainingError
+from pln.eval.metrics import metric_name
 from pln.loss import joint_loss
 from pln.model import PLN
 from pln.utils import atomic_write, atomic_write_json, seed_everything
@@ -145,28 +148,43 @@ def check_finite(pending: list[tuple[int, torch.Tensor]], epoch: int) -> None:
             "check the features for NaN/Inf or lower train.lr")
 
 
+def check_before_training(cfg: ExperimentConfig) -> None:
+    """What can be checked before any dataset is built: every split's annotation files exist and
+    ``train.select_metric`` is one of the metrics validation will report."""
+    check_split_files(cfg)
+    names = [metric_name(n, m) for n in cfg.eval.ranks for m in cfg.eval.resolved_ious(cfg.data.family)]
+    names.append("mIoU")
+    if cfg.train.select_metric not in names:
+        raise ConfigError(f"train.select_metric {cfg.train.select_metric!r} is not a metric here; "
+                          f"choose one of {', '.join(names)}")
+
+
 def _write_epochs(run: RunDir, history: list[dict[str, Any]]) -> None:
     frame = pd.DataFrame(history)
     atomic_write(run.epochs, lambda tmp: frame.to_csv(tmp, index=False))
 
 
-def train(cfg: ExperimentConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Train (or resume, or do nothing for a finished run) and return the test metrics."""
+def train(cfg: ExperimentConfig, out_dir: str | Path, wait: bool = False) -> dict[str, Any]:
+    """Train (or resume, or do nothing for a finished run) and return the test metrics.
+
+    The run folder is locked for the whole call (:mod:`pln.engine.run_lock`): another process
+    on it is refused, or with ``wait`` queued behind this one.
+    """
     run = RunDir(Path(out_dir))
-    check_same_experiment(run, cfg)
-    if run.is_complete():
-        log.info("%s is complete; nothing to do", run.root)
-        return run.read_test_metrics()
-    run.root.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run.config)
-    handler = _attach_log_file(run.log)
-    try:
-        # On a multi-GPU workstation each concurrent run holds its own GPU (pln.devices).
-        with claim_device(cfg.train.device) as device:
-            return _train(cfg, run, device)
-    finally:
-        logging.getLogger("pln").removeHandler(handler)
-        handler.close()
+    with hold_run_lock(run.root, wait=wait):
+        check_same_experiment(run, cfg)
+        if run.is_complete():
+            log.info("%s is complete; nothing to do", run.root)
+            return run.read_test_metrics()
+        save_config(cfg, run.config)
+        handler = _attach_log_file(run.log)
+        try:
+            # On a multi-GPU workstation each concurrent run holds its own GPU (pln.devices).
+            with claim_device(cfg.train.device) as device:
+                return _train(cfg, run, device)
+        finally:
+            logging.getLogger("pln").removeHandler(handler)
+            handler.close()
 
 
 def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str, Any]:
@@ -178,6 +196,7 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
     family = cfg.data.family
     nms = cfg.eval.resolved_nms(family)
 
+    check_before_training(cfg)
     datasets = {split: build_dataset(cfg, split) for split in ("train", "val", "test")}
     atomic_write_json(run.data_report, {split: ds.report for split, ds in datasets.items()})
     log.info("data: %s", ", ".join(f"{s}={len(d)}" for s, d in datasets.items()))
@@ -211,11 +230,7 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
         t0 = time.perf_counter()
         val = predict_split(model, val_loader, cfg, device, [default_key], nms, cfg.train.bf16,
                             feeds["val"])[default_key]
-        val_metrics = split_metrics(val, cfg)
-        if cfg.train.select_metric not in val_metrics:
-            raise ConfigError(
-                f"train.select_metric {cfg.train.select_metric!r} is not a metric here; "
-                f"choose one of {', '.join(val_metrics)}")
+        val_metrics = split_metrics(val, cfg)  # holds train.select_metric (check_before_training)
         row.update({f"val_{k}": v for k, v in val_metrics.items()})
         row["val_seconds"] = time.perf_counter() - t0
         history.append(row)
@@ -263,13 +278,15 @@ def finish_run(cfg: ExperimentConfig, run: RunDir, device: torch.device, test_ds
             "clips": list(cfg.model.clips), "selected_epoch": best["epoch"],
             "selection_metric": cfg.train.select_metric, "selection_value": best["value"],
             "selection_split": "val", "epochs_run": epochs_run, "device": str(device),
-            "nms_threshold": nms, "test_queries": len(test_ds),
-            "test_queries_per_s": len(test_ds) / seconds if seconds > 0 else None,
+            "nms_threshold": nms, **query_counts(test_ds),
         },
         "metrics": {key: split_metrics(pred, cfg) for key, pred in preds.items()},
         "default": default_key,
     }
-    atomic_write_json(run.test_metrics, result)  # last: its presence marks the run complete
+    # Timings vary from run to run: they live apart, so an identical rerun's results are byte-identical.
+    atomic_write_json(run.timings, {"test_seconds": seconds,
+                                    "test_queries_per_s": len(test_ds) / seconds if seconds > 0 else None})
+    atomic_write_json_digested(run.test_metrics, result)  # last: its presence marks the run complete
     log.info("test (%s): %s", default_key, result["metrics"][default_key])
     return result
 

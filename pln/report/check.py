@@ -15,20 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from pln.config import merge
+from pln.engine.run_dir import verify_run_file
+from pln.errors import PLNError
 from pln.eval.metrics import group_labels
 from pln.report.experiments import Plan
+from pln.report.overlays import merged_config
 from pln.report.tables import COLUMNS
 
 
 def load_snakemake_config(overlays: list[str | Path], base: str | Path = "config.yaml") -> dict[str, Any]:
-    """``config.yaml`` with the overlays applied in order."""
-    config = yaml.safe_load(Path(base).read_text())
-    for path in overlays:
-        config = merge(config, yaml.safe_load(Path(path).read_text()) or {})
-    return config
+    """``config.yaml`` with the overlays checked and applied in order (:mod:`pln.report.overlays`)."""
+    return merged_config(overlays, base)
 
 
 def expected_rows(spec: dict[str, Any]) -> set[tuple[str, str, str]]:
@@ -88,9 +86,31 @@ def check_figure(plan: Plan, figure: str) -> list[str]:
     return problems
 
 
+RUN_RESULT_FILES = ("test_metrics.json", "predictions.csv", "score_maps.npz")
+
+
+def check_run_files(plan: Plan) -> list[str]:
+    """The run result files the tables and figures read that are missing or do not match their
+    digests (:mod:`pln.digest`): a truncated or edited file is reported, not aggregated."""
+    inputs = [f for t in plan.tables for f in plan.table_inputs(t)]
+    inputs += [f for fig in plan.figures for f in plan.figure_inputs(fig)]
+    problems = []
+    for path in dict.fromkeys(f for f in inputs if Path(f).name in RUN_RESULT_FILES):
+        if not Path(path).is_file():
+            problems.append(f"{path}: missing")
+            continue
+        try:
+            verify_run_file(path)
+        except PLNError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def check_outputs(plan: Plan) -> list[str]:
-    """Every problem found with the tables, figures and summary of ``plan`` (empty: all good)."""
-    problems = [p for t in plan.tables for p in check_table(plan, t)]
+    """Every problem found with the run results, tables, figures and summary of ``plan`` (empty:
+    all good)."""
+    problems = check_run_files(plan)
+    problems += [p for t in plan.tables for p in check_table(plan, t)]
     problems += [p for f in plan.figures for p in check_figure(plan, f)]
     summary = Path(plan.summary)
     if not summary.exists():
@@ -104,7 +124,10 @@ def check_outputs(plan: Plan) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     overlays = sys.argv[1:] if argv is None else argv
-    problems = check_outputs(Plan(load_snakemake_config(overlays)))
+    try:
+        problems = check_outputs(Plan(load_snakemake_config(overlays)))
+    except PLNError as exc:
+        problems = [str(exc)]
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if not problems:

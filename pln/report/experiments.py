@@ -25,7 +25,9 @@ Paths (all relative to the working directory, ``S`` = the setting's name)::
 from __future__ import annotations
 
 import copy
+import os
 import re
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -392,11 +394,12 @@ class Plan:
 
 
 def pln_command(configured: str | None) -> str:
-    """The ``pln`` executable: the configured one, else the one beside this Python, else ``pln``."""
+    """The ``pln`` command as a shell fragment: the configured one (as written, it may hold
+    arguments), else the one beside this Python (quoted: its path may hold spaces), else ``pln``."""
     if configured:
         return configured
     beside = Path(sys.executable).with_name("pln")
-    return str(beside) if beside.exists() else "pln"
+    return shlex.quote(str(beside)) if beside.exists() else "pln"
 
 
 def real_data_inputs(values: dict[str, Any], annotations_only: bool = False) -> list[str]:
@@ -424,5 +427,27 @@ def write_run_config(values: dict[str, Any], path: str | Path, log: str | Path |
 
     config_from_dict(values, str(path))
     atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
+    if log is not None:
+        atomic_write_text(log, f"wrote {path}\n")
+
+
+SETTING_MARK_PREFIX = ".setting-"
+
+
+def setting_mark_path(tables_dir: str, setting: str) -> str:
+    """The marker of ``setting`` beside the tables folder (``results/.setting-<setting>``)."""
+    return os.path.join(os.path.dirname(tables_dir) or ".", f"{SETTING_MARK_PREFIX}{setting}")
+
+
+def write_setting_mark(path: str | Path, setting: str, log: str | Path | None = None) -> None:
+    """Make the marker of ``setting`` and remove the other settings' markers beside it, so that
+    switching back to one of them makes its marker anew (and so rebuilds tables and figures)."""
+    from pln.utils import atomic_write_text
+
+    path = Path(path)
+    for other in path.parent.glob(f"{SETTING_MARK_PREFIX}*"):
+        if other.name != path.name:
+            other.unlink(missing_ok=True)
+    atomic_write_text(path, f"{setting}\n")
     if log is not None:
         atomic_write_text(log, f"wrote {path}\n")

@@ -20,7 +20,6 @@ produced it and the dataset actually used (``synthetic-tacos``, not ``TACoS``).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pln.engine.run_dir import read_run_json, verify_run_file
 from pln.errors import DataError
 from pln.eval.metrics import paired_bootstrap
 from pln.report.experiments import parse_metric
@@ -52,13 +52,10 @@ def read_metrics(path: str | Path, key: str = "default") -> dict[str, float]:
     (the run's default strategy).
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: run output not found; train the run first (snakemake builds it)") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); delete it and rerun the run") from None
-    metrics = data.get("metrics", {})
+    if not path.is_file():
+        raise DataError(f"{path}: run output not found; train the run first (snakemake builds it)")
+    data = read_run_json(path)  # verified against its digest
+    metrics = data["metrics"]
     name = data.get("default") if key == "default" else key
     if name not in metrics:
         raise DataError(f"{path}: no metrics {name!r} (has {', '.join(metrics) or 'none'}); "
@@ -84,6 +81,8 @@ def read_checked_csv(path: str | Path, columns: list[str], what: str, producer: 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
     """A run's ``predictions.csv`` (top-5 per test query), checked for the columns used here."""
+    if Path(path).exists():
+        verify_run_file(path)
     return read_checked_csv(path, PREDICTION_COLUMNS, "the predictions.csv of pln train", "train the run first")
 
 

@@ -9,30 +9,29 @@ from pln.report.experiments import (
     Plan,
     pln_command,
     real_data_inputs,
+    setting_mark_path,
     write_run_config,
+    write_setting_mark,
 )
+from pln.report.overlays import merged_config
 
 PLAN = Plan(config)
 PLN = pln_command(config.get("pln_command"))
 RUNS = PLAN.runs_root
 
 
-def mark_setting(path, setting):
-    """Record which setting the shared tables and figures belong to; return the marker's path.
+# Tables and figures live at fixed paths whatever the setting, and every table and figure job
+# takes the marker of the current setting as an input. Making it (rule setting_mark) removes
+# the other settings' markers, so switching settings makes the marker anew (a new mtime) and
+# rebuilds the tables and figures, and nothing else does. Parsing writes nothing: `snakemake -n`
+# leaves the tree as it was.
+SETTING_MARK = setting_mark_path(PLAN.tables_dir, PLAN.setting)
 
-    Tables and figures live at fixed paths whatever the setting, and every table and figure job
-    takes this marker as an input. The marker is rewritten (a new mtime) only when the setting
-    differs from the recorded one, so switching settings rebuilds them, and nothing else does.
-    """
-    current = open(path).read().strip() if os.path.exists(path) else None
-    if current != setting:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(path, "w") as fh:
-            fh.write(f"{setting}\n")
-    return path
-
-
-SETTING_MARK = mark_setting(os.path.join(os.path.dirname(PLAN.tables_dir) or ".", ".setting"), PLAN.setting)
+# Overlay entries (--configfile) must name datasets, models, tables and figures of config.yaml.
+merged_config(
+    [os.path.relpath(p) for p in workflow.overwrite_configfiles],
+    os.path.join(workflow.basedir, "config.yaml"),
+)
 
 
 wildcard_constraints:
@@ -45,6 +44,7 @@ wildcard_constraints:
 
 localrules:
     all,
+    setting_mark,
     all_tables,
     all_figures,
     run_config,

@@ -1,4 +1,15 @@
-# The summary page results/README.md: links every table and figure.
+# The summary page results/README.md: links every table and figure; the marker of the setting.
+
+
+rule setting_mark:
+    output:
+        SETTING_MARK,
+    params:
+        setting=PLAN.setting,
+    log:
+        f"logs/{PLAN.setting}/setting_mark.log",
+    run:
+        write_setting_mark(output[0], params.setting, log[0])
 
 
 rule summary:

@@ -26,7 +26,7 @@ rule stats:
     conda:
         "../envs/pln.yaml"
     shell:
-        "{params.pln} stats {input.config} --out {params.out_dir} > {log} 2>&1"
+        "{params.pln} stats {input.config:q} --out {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -50,7 +50,7 @@ rule train:
     conda:
         "../envs/pln.yaml"
     shell:
-        "{params.pln} train {input.config} --out {params.run_dir} > {log} 2>&1"
+        "{params.pln} train {input.config:q} --out {params.run_dir:q} > {log:q} 2>&1"
 
 
 rule prior:
@@ -66,4 +66,4 @@ rule prior:
     conda:
         "../envs/pln.yaml"
     shell:
-        "{params.pln} baseline-prior {input.config} --out {params.run_dir} > {log} 2>&1"
+        "{params.pln} baseline-prior {input.config:q} --out {params.run_dir:q} > {log:q} 2>&1"
