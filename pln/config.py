@@ -256,9 +256,6 @@ class EvalConfig:
             if not self.iou_thresholds or not all(0.0 <= m < 1.0 for m in self.iou_thresholds):
                 raise ConfigError(f"eval.iou_thresholds: give one or more IoU thresholds in [0, 1), "
                                   f"got {self.iou_thresholds}")
-        edges = self.length_groups
-        if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])) or edges[0] < 0 or edges[-1] > 1:
-            raise ConfigError(f"eval.length_groups: give increasing relative lengths in [0, 1], got {edges}")
         if self.num_score_maps < 0:
             raise ConfigError(f"eval.num_score_maps must be >= 0, got {self.num_score_maps}")
 

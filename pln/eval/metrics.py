@@ -110,7 +110,7 @@ def length_groups(gt: Tensor, duration: Tensor, edges: Sequence[float] = DEFAULT
     """
     edges = np.asarray(edges, dtype=np.float64)
     if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
-        raise PLNError(f"eval.length_groups must be at least two increasing edges, got {edges.tolist()}")
+        raise PLNError(f"figures.fig8.edges must be at least two increasing edges, got {edges.tolist()}")
     frac = ((gt[:, 1] - gt[:, 0]).double() / duration.double()).cpu().numpy()
     group = np.searchsorted(edges, frac, side="right") - 1
     group[frac == edges[-1]] = len(edges) - 2

@@ -381,6 +381,11 @@ class Plan:
                 for p, panel in enumerate(cfg["panels"]):
                     self._check_model(panel["pln"], f"figures.fig8.panels[{p}].pln")
                     self._check_model(panel["baseline"], f"figures.fig8.panels[{p}].baseline")
+                edges = cfg.get("edges", [])
+                if (len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:]))
+                        or edges[0] < 0 or edges[-1] > 1):
+                    raise ConfigError(f"{where}: figures.fig8.edges: give two or more increasing relative "
+                                      f"lengths in [0, 1], got {edges}")
 
     def _check_model(self, model: str, key: str) -> None:
         if model not in self.models:
