@@ -354,6 +354,7 @@ def test_length_groups_and_gain(tmp_path):
 
 def _save(path: Path, frame: pd.DataFrame) -> str:
     frame.to_csv(path, index=False)
+    write_digest(path)  # as pln train writes a predictions.csv
     return str(path)
 
 

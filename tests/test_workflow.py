@@ -99,8 +99,13 @@ def test_paper_setting_with_data_present_dry_runs_as_gpu_jobs(tmp_path):
         },
     }
     (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
-    # Fig. 8 already built by another setting: switching to this one must rebuild it.
-    (tmp_path / ".setting-demo").write_text("demo\n")
+    # Fig. 8 already built by another setting (its marker made by the marker job of that setting):
+    # switching to this one must rebuild it.
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump({k: overlay[k] for k in ("tables_dir", "figures_dir",
+                                                                               "summary")}))
+    made = snakemake("--cores", "1", str(tmp_path / ".setting"), "--configfile", str(tmp_path / "demo.yaml"))
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert (tmp_path / ".setting").read_text() == "demo\n"
     (tmp_path / "figures").mkdir()
     for ext in ("png", "pdf", "csv"):
         (tmp_path / "figures" / f"fig8.{ext}").write_text("x")
@@ -112,8 +117,7 @@ def test_paper_setting_with_data_present_dry_runs_as_gpu_jobs(tmp_path):
     assert "runs/paper/tacos-tan/seed2/test_metrics.json" in out
     assert re.search(r"gpu=1\b", out) and "mem_mb=32000" in out
     assert "rule setting_mark:" in out and "rule fig8:" in out  # the switch rebuilds Fig. 8
-    # a dry run writes nothing: the old marker stays, the new one is only planned
-    assert sorted(p.name for p in tmp_path.glob(".setting*")) == [".setting-demo"]
+    assert (tmp_path / ".setting").read_text() == "demo\n"  # a dry run writes nothing
 
 
 def test_overlay_typo_names_the_key_and_the_users_file(tmp_path):
@@ -127,16 +131,13 @@ def test_overlay_typo_names_the_key_and_the_users_file(tmp_path):
     assert "config/smoke.yaml:" not in out
 
 
-def test_setting_marker_rule_writes_only_its_own_marker(tmp_path):
-    from pln.report.experiments import setting_mark_path, write_setting_mark
-
-    tables = str(tmp_path / "results" / "tables")
-    (tmp_path / "results").mkdir()
-    old = Path(setting_mark_path(tables, "demo"))
-    old.write_text("demo\n")
-    new = Path(setting_mark_path(tables, "smoke"))
-    write_setting_mark(new, "smoke")
-    assert new.read_text() == "smoke\n" and not old.exists()
+def test_parsing_writes_no_setting_marker(tmp_path):
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(yaml.safe_dump({"tables_dir": str(tmp_path / "results" / "tables")}))
+    result = snakemake("-n", "all", "--configfile", str(overlay))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "setting_mark" in result.stdout + result.stderr  # planned, not written
+    assert not (tmp_path / "results").exists()
 
 
 def test_shell_commands_quote_every_path():

@@ -436,23 +436,16 @@ def write_run_config(values: dict[str, Any], path: str | Path, log: str | Path |
         atomic_write_text(log, f"wrote {path}\n")
 
 
-SETTING_MARK_PREFIX = ".setting-"
 
-
-def setting_mark_path(tables_dir: str, setting: str) -> str:
-    """The marker of ``setting`` beside the tables folder (``results/.setting-<setting>``)."""
-    return os.path.join(os.path.dirname(tables_dir) or ".", f"{SETTING_MARK_PREFIX}{setting}")
+def setting_mark_path(tables_dir: str) -> str:
+    """The marker of the setting that built the shared tables and figures (``results/.setting``)."""
+    return os.path.join(os.path.dirname(tables_dir) or ".", ".setting")
 
 
 def write_setting_mark(path: str | Path, setting: str, log: str | Path | None = None) -> None:
-    """Make the marker of ``setting`` and remove the other settings' markers beside it, so that
-    switching back to one of them makes its marker anew (and so rebuilds tables and figures)."""
+    """Write the marker (the job of rule ``setting_mark``; never while the workflow is parsed)."""
     from pln.utils import atomic_write_text
 
-    path = Path(path)
-    for other in path.parent.glob(f"{SETTING_MARK_PREFIX}*"):
-        if other.name != path.name:
-            other.unlink(missing_ok=True)
     atomic_write_text(path, f"{setting}\n")
     if log is not None:
         atomic_write_text(log, f"wrote {path}\n")

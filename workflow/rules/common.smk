@@ -21,11 +21,11 @@ RUNS = PLAN.runs_root
 
 
 # Tables and figures live at fixed paths whatever the setting, and every table and figure job
-# takes the marker of the current setting as an input. Making it (rule setting_mark) removes
-# the other settings' markers, so switching settings makes the marker anew (a new mtime) and
-# rebuilds the tables and figures, and nothing else does. Parsing writes nothing: `snakemake -n`
-# leaves the tree as it was.
-SETTING_MARK = setting_mark_path(PLAN.tables_dir, PLAN.setting)
+# takes the setting marker as an input. The marker is the output of rule setting_mark, whose
+# params hold the setting: switching settings changes them, so Snakemake reruns that job (its
+# "params" rerun trigger) and with it every table and figure; nothing else does. Parsing
+# writes nothing: `snakemake -n` leaves the tree as it was.
+SETTING_MARK = setting_mark_path(PLAN.tables_dir)
 
 # Overlay entries (--configfile) must name datasets, models, tables and figures of config.yaml.
 merged_config(
