@@ -52,9 +52,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from pln.engine.predict import predict
 
-    moments = predict(args.checkpoint, args.features, args.video, args.query, duration=args.duration,
-                      device=args.device)
-    print(f"video {args.video}: {args.query!r}")
+    key, moments = predict(args.checkpoint, args.features, args.video, args.query, duration=args.duration,
+                           device=args.device, strategy=args.strategy, stage=args.stage)
+    print(f"video {args.video}: {args.query!r} ({key})")
     print(f"{'rank':>4}  {'start (s)':>9}  {'end (s)':>9}  {'score':>6}")
     for rank, (start, end, score) in enumerate(moments, 1):
         print(f"{rank:>4}  {start:9.2f}  {end:9.2f}  {score:6.3f}")
@@ -101,6 +101,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def add_strategy_options(p: argparse.ArgumentParser) -> None:
+    """``--strategy`` and ``--stage``; unset, they come from the run's eval.strategy/eval.stage."""
+    p.add_argument("--strategy", choices=["1", "2"],
+                   help="1: rank one stage's map; 2: average aligned stages (default: the run's eval.strategy)")
+    p.add_argument("--stage", type=int, help="strategy 1: stage t (1-based; default: the run's eval.stage)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pln", description="PLN-Bench: Progressive Localization Networks, reproduced.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -127,8 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder written by `pln train`")
     p.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--strategy", choices=["1", "2"], help="1: rank one stage's map; 2: average aligned stages")
-    p.add_argument("--stage", type=int, help="strategy 1: stage t (1-based; default the last)")
+    add_strategy_options(p)
     p.add_argument("--nms", type=float, help="NMS threshold (default: the dataset's)")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: the run's)")
     p.add_argument("--out", help="also write the result as JSON here")
@@ -141,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", required=True, help="the sentence")
     p.add_argument("--duration", type=float, help="video length in seconds (default: from the annotations)")
     p.add_argument("--device", default="cpu")
+    add_strategy_options(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("baseline-prior", help="the prior-only baseline into a run folder")

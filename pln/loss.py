@@ -40,7 +40,7 @@ def cell_ious(gt: Tensor, duration: Tensor, n: int) -> Tensor:
     """
     duration = duration.float()
     gt = torch.minimum(gt.float().clamp(min=0), duration[:, None])
-    spans = cell_spans(n, duration)  # [B, N, N, 2]
+    spans = cell_spans(n, duration).float()  # [B, N, N, 2]; the labels stay float32
     ious = interval_iou(spans, gt[:, None, None, :])
     upper = torch.ones(n, n, dtype=torch.bool, device=ious.device).triu()
     return torch.where(upper, ious, torch.zeros_like(ious))

@@ -137,7 +137,8 @@ def test_predict_top5_on_trained_model(trained):
     ds = build_dataset(config_from_dict(values), "test")
     sample = ds.samples[0]
     features = ds.store.path
-    moments = predict(run / "checkpoints" / "best.pt", features, sample.video_id, sample.sentence)
+    key, moments = predict(run / "checkpoints" / "best.pt", features, sample.video_id, sample.sentence)
+    assert key == "stage2"
     assert 1 <= len(moments) <= 5
     scores = [m[2] for m in moments]
     assert scores == sorted(scores, reverse=True)
@@ -235,3 +236,45 @@ def test_prior_baseline(trained, tmp_path):
     prior = run_prior(config_from_dict(values), tmp_path / "prior")
     assert set(prior["metrics"]) == {"stage1"}
     assert (tmp_path / "prior" / "predictions.csv").is_file()
+
+
+def test_select_key_rule_for_every_stage_count_and_setting():
+    from pln.engine.evaluate import resolve_keys
+    from pln.engine.inference import select_key, strategy_keys
+
+    for clips in ([16], [8, 16], [8, 16, 32], [4, 8, 16, 32]):
+        s = len(clips)
+        for strategy in ("1", "2"):
+            for stage in range(-s, s):
+                cfg = config_from_dict({"model": {"clips": clips}, "eval": {"strategy": strategy, "stage": stage}})
+                expected = "strategy2" if strategy == "2" and s > 1 else ("stage1" if strategy == "2" else f"stage{stage % s + 1}")
+                assert select_key(cfg) == expected
+                assert expected in strategy_keys(s)  # test_metrics.json has it
+                assert resolve_keys(cfg, None, None) == strategy_keys(s)
+                assert resolve_keys(cfg, "1", None) == [f"stage{stage % s + 1}"]  # --strategy 1: eval.stage
+                assert select_key(cfg, None, 1) == select_key(cfg, "1", 1) == "stage1"
+    with pytest.raises(ConfigError, match="--stage 3"):
+        select_key(config_from_dict({"model": {"clips": [8, 16]}}), "1", 3)
+
+
+@pytest.mark.parametrize("strategy,stage", [("1", 0), ("2", -1)])
+def test_predict_evaluate_and_test_metrics_share_the_default(trained, tmp_path, strategy, stage):
+    """A run whose config says eval.strategy/eval.stage: training's test_metrics.json, pln
+    evaluate and pln predict all report the same default key."""
+    from pln.data.dataset import build_dataset
+    from pln.engine.inference import select_key
+
+    _, values, _ = trained
+    values = json.loads(json.dumps(values))
+    values["eval"] = {"strategy": strategy, "stage": stage}
+    values["train"]["max_epochs"] = 1
+    cfg = config_from_dict(values)
+    result = train(cfg, tmp_path / "run")
+    expected = select_key(cfg)
+    assert expected == ("stage1" if strategy == "1" else "strategy2")
+    assert result["default"] == expected
+    assert evaluate_run(tmp_path / "run")["default"] == expected
+    sample = build_dataset(cfg, "test").samples[0]
+    key, _ = predict(tmp_path / "run" / "checkpoints" / "best.pt", build_dataset(cfg, "test").store.path,
+                     sample.video_id, sample.sentence)
+    assert key == expected

@@ -88,22 +88,23 @@ def test_strategy2_matches_reference_on_sparse_masks(clips):
     assert torch.equal(mask, masks[-1])
 
 
-def test_rank_candidates_sorted_with_stable_ties():
+def test_rank_candidates_sorted_with_official_ties():
     scores = torch.tensor([[[0.5, 0.75], [0.0, 0.5]]])
     spans, ranked = rank_candidates(scores, upper(2), torch.tensor([10.0]))
     assert ranked.tolist() == [[0.75, 0.5, 0.5]]
-    # the tie 0.5 / 0.5: (0, 0) comes before (1, 1) in row-major order
-    assert spans[0].tolist() == [[0.0, 10.0], [0.0, 5.0], [5.0, 10.0]]
+    # the tie 0.5 / 0.5: an ascending stable sort reversed puts (1, 1) before (0, 0)
+    assert spans[0].tolist() == [[0.0, 10.0], [5.0, 10.0], [0.0, 5.0]]
+    assert spans.dtype == torch.float64
 
 
-def test_rank_candidates_ties_follow_row_major_order_on_a_large_map():
+def test_rank_candidates_ties_follow_reversed_row_major_order_on_a_large_map():
     scores = torch.full((1, 64, 64), 0.5) * upper(64)
     scores[0, 3, 10] = 0.75
     spans, ranked = rank_candidates(scores, upper(64), torch.tensor([64.0]))
     rows, cols = upper(64).nonzero(as_tuple=True)
     expected = torch.stack([rows, cols + 1], dim=1).float()  # cell (i, j) spans [i, j + 1] here
     special = ((rows == 3) & (cols == 10)).nonzero().item()
-    order = [special] + [k for k in range(len(rows)) if k != special]
+    order = [special] + [k for k in reversed(range(len(rows))) if k != special]
     assert ranked[0, 0].item() == 0.75
     assert torch.equal(spans[0], expected[order])
 
@@ -144,12 +145,12 @@ def test_nms_fewer_than_keep_and_batch_independence():
 
 
 def test_nms_with_score_ties_follows_rank_order():
-    # equal scores: the candidate ranked first (earlier cell) wins and suppresses its twin
+    # equal scores: the candidate ranked first (the later cell) wins and suppresses its twin
     scores = torch.tensor([[[0.7, 0.7], [0.0, 0.7]]])
     spans, ranked = rank_candidates(scores, upper(2), torch.tensor([4.0]))
     top, _, valid = nms(spans, ranked, threshold=0.4, keep=5)
-    # ranked: (0,0)=[0,2], (0,1)=[0,4], (1,1)=[2,4]; [0,4] overlaps [0,2] with IoU 0.5 > 0.4
-    assert top[0, valid[0]].tolist() == [[0.0, 2.0], [2.0, 4.0]]
+    # ranked: (1,1)=[2,4], (0,1)=[0,4], (0,0)=[0,2]; [0,4] overlaps [2,4] with IoU 0.5 > 0.4
+    assert top[0, valid[0]].tolist() == [[2.0, 4.0], [0.0, 2.0]]
 
 
 @pytest.mark.parametrize("keep", [1, 5, 50])
@@ -158,7 +159,7 @@ def test_nms_matches_reference_loop_on_random_inputs(keep):
     b, k = 6, 40
     starts = torch.rand(b, k, generator=gen) * 8
     lengths = torch.rand(b, k, generator=gen) * 4 + 0.1
-    spans = torch.stack([starts, starts + lengths], dim=-1)
+    spans = torch.stack([starts, starts + lengths], dim=-1).double()
     scores = torch.rand(b, k, generator=gen).round(decimals=1)  # many ties
     scores, order = torch.sort(scores, dim=1, descending=True, stable=True)
     spans = spans.gather(1, order[..., None].expand(-1, -1, 2))

@@ -130,7 +130,8 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Items of :class:`MomentDataset` -> a batch.
 
     ``video [B]`` int64 (row of the dataset's unit table), ``words [B, L, E]`` (zero-padded),
-    ``lengths [B]`` int64, ``duration [B]``, ``gt [B, 2]``, ``index [B]`` int64, ``ious``: one
+    ``lengths [B]`` int64, ``duration [B]`` and ``gt [B, 2]`` float64 seconds (the annotation's
+    values, as the official evaluation uses them), ``index [B]`` int64, ``ious``: one
     ``[B, N_t, N_t]`` per stage; ``units [B, M, D]`` only when the items carry units.
     """
     lengths = torch.tensor([it["words"].shape[0] for it in items], dtype=torch.int64)
@@ -142,8 +143,8 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "video": torch.tensor([it["video"] for it in items], dtype=torch.int64),
         "words": words,
         "lengths": lengths,
-        "duration": torch.tensor([it["duration"] for it in items], dtype=torch.float32),
-        "gt": torch.from_numpy(np.stack([it["gt"] for it in items]).astype(np.float32)),
+        "duration": torch.tensor([it["duration"] for it in items], dtype=torch.float64),
+        "gt": torch.from_numpy(np.stack([it["gt"] for it in items]).astype(np.float64)),
         "index": torch.tensor([it["index"] for it in items], dtype=torch.int64),
         "ious": [torch.from_numpy(np.stack([it["ious"][t] for it in items]))
                  for t in range(len(items[0]["ious"]))],
@@ -188,7 +189,7 @@ class MomentDataset(Dataset):
             "video": video,
             "words": self.word_vectors.lookup(ids),
             "duration": s.duration,
-            "gt": np.array([s.start, s.end], dtype=np.float32),
+            "gt": np.array([s.start, s.end], dtype=np.float64),
             "index": i,
             "ious": [iou_map(s.start, s.end, s.duration, n) for n in self.clips] if self.ious_in_items else [],
         }

@@ -6,35 +6,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pln.config import check_nms_threshold
+from pln.config import ExperimentConfig, check_nms_threshold
 from pln.data.dataset import build_dataset, make_loader
 from pln.devices import resolve_device
 from pln.engine.checkpoint import check_model_config, load_checkpoint
-from pln.engine.inference import predict_split, split_metrics, strategy_keys
+from pln.engine.inference import predict_split, select_key, split_metrics, strategy_keys
 from pln.engine.run_dir import RunDir
 from pln.engine.run_lock import refuse_if_training
 from pln.errors import ConfigError
 from pln.model import PLN
 
 
-def resolve_keys(num_stages: int, strategy: str | None, stage: int | None) -> list[str]:
-    """Which strategy keys to score: all by default, or one (Strategy 1 at ``stage``, 1-based)."""
+def resolve_keys(cfg: ExperimentConfig, strategy: str | None, stage: int | None) -> list[str]:
+    """Which strategy keys to score: all by default, or the one :func:`select_key` picks for the
+    options (Strategy 1 at ``stage``, 1-based, or Strategy 2)."""
     if strategy is None and stage is None:
-        return strategy_keys(num_stages)
-    if strategy == "2":
-        if num_stages < 2:
-            raise ConfigError("--strategy 2 needs a model with more than one stage")
-        return ["strategy2"]
-    t = num_stages if stage is None else stage
-    if not 1 <= t <= num_stages:
-        raise ConfigError(f"--stage {t}: the model has stages 1..{num_stages}")
-    return [f"stage{t}"]
+        return strategy_keys(cfg.model.num_stages)
+    return [select_key(cfg, strategy, stage)]
 
 
 def evaluate_run(run_dir: str | Path, checkpoint: str = "best", split: str = "test",
                  strategy: str | None = None, stage: int | None = None,
                  nms_threshold: float | None = None, device: str | None = None) -> dict[str, Any]:
-    """Metrics of a run's checkpoint: ``{"metrics": {key: {...}}, "nms_threshold": .., ...}``."""
+    """Metrics of a run's checkpoint: ``{"metrics": {key: {...}}, "default": key, "nms_threshold": ..}``.
+
+    ``"default"`` is the key :func:`select_key` picks for the options and the run's config (the
+    key of ``test_metrics.json``'s ``"default"`` when no option is given)."""
     if nms_threshold is not None:
         check_nms_threshold(nms_threshold, "--nms")
     run = RunDir(Path(run_dir))
@@ -47,12 +44,13 @@ def evaluate_run(run_dir: str | Path, checkpoint: str = "best", split: str = "te
     model = PLN(cfg.model).to(dev)
     model.load_state_dict(state["model"])
     nms = nms_threshold if nms_threshold is not None else cfg.eval.resolved_nms(cfg.data.family)
-    keys = resolve_keys(cfg.model.num_stages, strategy, stage)
+    keys = resolve_keys(cfg, strategy, stage)
     dataset = build_dataset(cfg, split)
     dataset.ious_in_items = False  # labels are not read when evaluating
     loader = make_loader(dataset, cfg.train.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
     preds = predict_split(model, loader, cfg, dev, keys, nms, cfg.train.bf16)
     return {
         "run": str(run.root), "checkpoint": str(path), "epoch": state.get("epoch"), "split": split,
-        "nms_threshold": nms, "metrics": {k: split_metrics(p, cfg) for k, p in preds.items()},
+        "nms_threshold": nms, "default": select_key(cfg, strategy, stage),
+        "metrics": {k: split_metrics(p, cfg) for k, p in preds.items()},
     }

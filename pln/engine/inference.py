@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from pln.config import ExperimentConfig
 from pln.engine.units import UnitFeed
+from pln.errors import ConfigError
 from pln.eval.inference import predict_topk
 from pln.eval.metrics import compute_metrics
 
@@ -23,6 +24,34 @@ def strategy_keys(num_stages: int) -> list[str]:
     """``["stage1", ..., "stageS", "strategy2"]`` (Strategy 2 only with more than one stage)."""
     keys = [f"stage{t + 1}" for t in range(num_stages)]
     return keys + (["strategy2"] if num_stages > 1 else [])
+
+
+def select_key(cfg: ExperimentConfig, strategy: str | None = None, stage: int | None = None) -> str:
+    """The one strategy key to report: the rule shared by `pln train` (``test_metrics.json``'s
+    ``"default"``), `pln evaluate` and `pln predict`.
+
+    ``strategy`` and ``stage`` (1-based) are a command's options; what they leave unset comes from
+    the run's ``eval.strategy`` and ``eval.stage`` (0-based, negative counts from the last):
+
+    - Strategy 2 -> ``"strategy2"``; a one-stage model has nothing to fuse (Strategy 2 of one stage
+      is that stage's map), so it gets ``"stage1"``;
+    - Strategy 1 -> ``"stage{t}"``, ``t = stage`` or else the stage ``eval.stage`` names.
+    """
+    num_stages = cfg.model.num_stages
+    if stage is not None and strategy == "2":
+        raise ConfigError("--stage goes with Strategy 1; Strategy 2 fuses every stage")
+    chosen = strategy or ("1" if stage is not None else cfg.eval.strategy)
+    if chosen == "2":
+        return "strategy2" if num_stages > 1 else "stage1"
+    if chosen != "1":
+        raise ConfigError(f"eval.strategy must be '1' or '2', got {chosen!r}")
+    if stage is None:
+        if not -num_stages <= cfg.eval.stage < num_stages:
+            raise ConfigError(f"eval.stage={cfg.eval.stage} is not a stage of a {num_stages}-stage model")
+        return f"stage{cfg.eval.stage % num_stages + 1}"
+    if not 1 <= stage <= num_stages:
+        raise ConfigError(f"--stage {stage}: the model has stages 1..{num_stages}")
+    return f"stage{stage}"
 
 
 def parse_key(key: str) -> tuple[str, int]:

@@ -12,7 +12,7 @@ from pln.config import ExperimentConfig
 from pln.data.dataset import collate
 from pln.engine.inference import SplitPredictions, to_device
 from pln.engine.units import UnitFeed
-from pln.eval.metrics import interval_iou
+from pln.eval.metrics import candidate_ious
 from pln.digest import atomic_write_digested
 
 
@@ -22,7 +22,7 @@ def predictions_frame(pred: SplitPredictions, video_ids: list[str]) -> pd.DataFr
     Columns: query, video_id, duration, gt_start, gt_end, rel_length, rank, start, end, score, iou.
     """
     q, k = pred.valid.shape
-    iou = interval_iou(pred.spans, pred.gt[:, None, :].expand(q, k, 2))
+    iou = candidate_ious(pred.spans, pred.valid, pred.gt)  # [Q, K], the metrics' IoU
     rank = torch.arange(1, k + 1).expand(q, k)
     query = pred.index[:, None].expand(q, k)
     keep = pred.valid.reshape(-1)

@@ -13,7 +13,7 @@ from pln.data.glove import load_word_vectors
 from pln.data.stats import split_samples
 from pln.devices import resolve_device
 from pln.engine.checkpoint import check_model_config, load_checkpoint
-from pln.engine.inference import parse_key
+from pln.engine.inference import parse_key, select_key
 from pln.errors import DataError
 from pln.eval.inference import predict_topk
 from pln.model import PLN
@@ -39,9 +39,11 @@ def check_duration(seconds: float) -> float:
 
 @torch.no_grad()
 def predict(checkpoint: str | Path, features: str | Path, video_id: str, query: str,
-            duration: float | None = None, device: str = "cpu",
-            strategy_key: str | None = None) -> list[tuple[float, float, float]]:
-    """Top-K ``(start_s, end_s, score)`` for ``query`` in video ``video_id`` of ``features``."""
+            duration: float | None = None, device: str = "cpu", strategy: str | None = None,
+            stage: int | None = None) -> tuple[str, list[tuple[float, float, float]]]:
+    """``(key, moments)``: the strategy key used (:func:`select_key` of ``strategy``, ``stage``
+    (1-based) and the run's config) and the top-K ``(start_s, end_s, score)`` for ``query`` in
+    video ``video_id`` of ``features``."""
     if duration is not None:
         check_duration(duration)
     state = load_checkpoint(checkpoint)
@@ -61,11 +63,11 @@ def predict(checkpoint: str | Path, features: str | Path, video_id: str, query: 
     if duration is None:
         duration = check_duration(lookup_duration(cfg, video_id))
     output = model(units[None].to(dev), words[None].to(dev), torch.tensor([len(words)], device=dev))
-    key = strategy_key or f"stage{cfg.model.num_stages}"
-    strategy, stage = parse_key(key)
+    key = select_key(cfg, strategy, stage)
+    chosen, index = parse_key(key)
     spans, scores, valid = predict_topk(
-        output, torch.tensor([duration], device=dev), strategy=strategy, stage=stage,
+        output, torch.tensor([duration], dtype=torch.float64, device=dev), strategy=chosen, stage=index,
         nms_threshold=cfg.eval.resolved_nms(cfg.data.family), keep=cfg.eval.max_candidates)
     keep = valid[0].cpu()
-    return [(float(s), float(e), float(p))
-            for (s, e), p in zip(spans[0].cpu()[keep].tolist(), scores[0].cpu()[keep].tolist())]
+    return key, [(float(s), float(e), float(p))
+                 for (s, e), p in zip(spans[0].cpu()[keep].tolist(), scores[0].cpu()[keep].tolist())]

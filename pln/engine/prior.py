@@ -51,8 +51,8 @@ def _run_prior(cfg: ExperimentConfig, run: RunDir) -> dict[str, Any]:
     train_dur = torch.tensor([s.duration for s in train_ds.samples], dtype=torch.float32)
     prior = prior_cell_scores(train_gt, train_dur, n)
 
-    gt = torch.tensor([[s.start, s.end] for s in test_ds.samples], dtype=torch.float32)
-    duration = torch.tensor([s.duration for s in test_ds.samples], dtype=torch.float32)
+    gt = torch.tensor([[s.start, s.end] for s in test_ds.samples], dtype=torch.float64)
+    duration = torch.tensor([s.duration for s in test_ds.samples], dtype=torch.float64)
     q = len(test_ds)
     scores = prior.expand(q, n, n)
     spans, cand_scores = rank_candidates(scores, valid_mask(n), duration)

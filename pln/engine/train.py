@@ -28,7 +28,7 @@ from pln.data.dataset import build_dataset, check_split_files, make_loader
 from pln.devices import claim_device, tune_backends
 from pln.engine.gpu_util import UtilisationSampler, nvml_reader
 from pln.engine.checkpoint import check_model_config, load_checkpoint, save_checkpoint
-from pln.engine.inference import predict_split, split_metrics, strategy_keys, to_device
+from pln.engine.inference import predict_split, select_key, split_metrics, strategy_keys, to_device
 from pln.engine.outputs import write_predictions, write_score_maps
 from pln.digest import atomic_write_json_digested
 from pln.engine.run_dir import RunDir, check_same_experiment, query_counts
@@ -218,7 +218,7 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
         history, best, start_epoch = list(state["history"]), state["best"], int(state["epoch"])
         log.info("resuming %s after epoch %d", run.root, start_epoch)
 
-    default_key = f"stage{cfg.model.num_stages}"
+    default_key = select_key(cfg)
     val_loader = make_loader(datasets["val"], cfg.train.eval_batch_size, shuffle=False,
                              num_workers=cfg.data.num_workers)
     for epoch in range(start_epoch, cfg.train.max_epochs):
@@ -269,7 +269,7 @@ def finish_run(cfg: ExperimentConfig, run: RunDir, device: torch.device, test_ds
     t0 = time.perf_counter()
     preds = predict_split(model, loader, cfg, device, keys, nms, cfg.train.bf16, feed)
     seconds = time.perf_counter() - t0
-    default_key = keys[cfg.eval.stage % cfg.model.num_stages] if cfg.eval.strategy == "1" else "strategy2"
+    default_key = select_key(cfg)
     write_predictions(run.predictions, preds[default_key], test_ds)
     write_score_maps(run.score_maps, model, test_ds, preds[default_key], cfg, device, feed)
     result = {

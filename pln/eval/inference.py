@@ -9,9 +9,22 @@ mask ``masks[t] [N_t, N_t]`` (any object with ``scores`` and ``masks`` list attr
 2. rank the valid cells by score -> candidate spans ``[B, K, 2]`` (seconds);
 3. greedy NMS keeps at most ``keep`` (5) candidates per query.
 
-Ties in score are broken by cell order: the valid cells are listed row-major (``i`` then
-``j``) and the sort is stable, so of two equal scores the cell with the smaller ``(i, j)`` ranks
-first.
+This is the official 2D-TAN evaluation (``moment_localization/train.py`` and ``lib/core/eval.py``
+of microsoft/2D-TAN), computed batched on the device:
+
+- cell ``(i, j)`` of an ``N``-clip map spans ``[i / N * d, (j + 1) / N * d]`` seconds, in float64
+  and in that order of operations;
+- candidates are ranked as ``np.argsort(scores)[::-1]`` ranks them: an ascending sort reversed.
+  The official sort is numpy's default, which is not stable, so the order of exactly equal scores
+  is not defined there; here it is the one a stable sort gives: of two equal scores the cell
+  later in row-major order (larger ``i``, then larger ``j``) ranks first;
+- NMS keeps a candidate when its IoU with every kept one is ``<= threshold``, the IoU written
+  ``inter / (len_a + len_b - inter)`` in float64, and stops at ``keep`` kept;
+- the metrics (:mod:`pln.eval.metrics`) use the IoU with the ground truth written
+  ``inter / (max(end) - min(start))``, in float64.
+
+``tests/test_eval_official.py`` restates this procedure as plain per-map numpy loops and checks
+that the batched path gives identical top-5 spans and metrics.
 """
 
 from __future__ import annotations
@@ -22,7 +35,6 @@ import torch
 from torch import Tensor
 
 from pln.errors import ConfigError, PLNError
-from pln.eval.metrics import interval_iou
 
 
 class StageMaps(Protocol):
@@ -32,17 +44,24 @@ class StageMaps(Protocol):
     masks: list[Tensor]  # [N_t, N_t] bool
 
 
-def cell_spans(n: int, duration: Tensor) -> Tensor:
-    """Span in seconds of every cell of an ``n``-clip map -> ``[B, N, N, 2]``.
+def cell_span(i: Tensor, j: Tensor, n: int, duration: Tensor) -> Tensor:
+    """Span in seconds of cell ``(i, j)`` of an ``n``-clip map -> float64 ``[..., 2]``.
 
-    Cell ``(i, j)`` covers ``[i * d / N, (j + 1) * d / N]`` with ``d = duration [B]``. Cells below
-    the diagonal get the same formula (their start is after their end) and are never valid.
+    ``i``, ``j`` (integer cell indices) and ``duration`` (seconds) broadcast together to ``[...]``.
+    The span is ``[i / N * d, (j + 1) / N * d]`` in float64, divided first, then multiplied, as the
+    official evaluation computes it. Cells below the diagonal get the same formula (their start
+    is after their end) and are never valid.
     """
-    idx = torch.arange(n, device=duration.device, dtype=torch.float64)
-    start = idx[:, None].expand(n, n)
-    end = (idx + 1)[None, :].expand(n, n)
-    unit = torch.stack([start, end], dim=-1) / n  # [N, N, 2] in fractions of the video
-    return (unit[None] * duration.double()[:, None, None, None]).to(torch.float32)
+    d = duration.double()
+    start, end = torch.broadcast_tensors(i.double() / n * d, (j + 1).double() / n * d)
+    return torch.stack([start, end], dim=-1)
+
+
+def cell_spans(n: int, duration: Tensor) -> Tensor:
+    """Span in seconds of every cell of an ``n``-clip map -> float64 ``[B, N, N, 2]``
+    (:func:`cell_span` for ``duration [B]``)."""
+    idx = torch.arange(n, device=duration.device)
+    return cell_span(idx[:, None], idx[None, :], n, duration[:, None, None])
 
 
 def _resolve_stage(num_stages: int, stage: int) -> int:
@@ -92,17 +111,18 @@ def strategy2(output: StageMaps) -> tuple[Tensor, Tensor]:
 def rank_candidates(scores: Tensor, mask: Tensor, duration: Tensor) -> tuple[Tensor, Tensor]:
     """All valid cells sorted by score, best first.
 
-    ``scores [B, N, N]``, ``mask [N, N]``, ``duration [B]`` -> ``(spans [B, K, 2], scores [B, K])``
-    with ``K`` the number of valid cells. Equal scores keep row-major cell order (stable sort).
+    ``scores [B, N, N]``, ``mask [N, N]``, ``duration [B]`` -> ``(spans [B, K, 2] float64 seconds,
+    scores [B, K])`` with ``K`` the number of valid cells. The order is a stable ascending sort
+    reversed: of equal scores, the cell later in row-major order ranks first.
     """
     mask = mask.bool()
     if scores.dim() != 3 or scores.shape[-2:] != mask.shape:
         raise PLNError(f"rank_candidates: scores {tuple(scores.shape)} do not match mask {tuple(mask.shape)}")
     rows, cols = mask.nonzero(as_tuple=True)  # row-major order
     cand_scores = scores[:, rows, cols]  # [B, K]
-    spans = cell_spans(mask.shape[-1], duration.to(scores.device))[:, rows, cols]  # [B, K, 2]
-    order = torch.sort(cand_scores, dim=1, descending=True, stable=True).indices
-    return spans.gather(1, order[..., None].expand(-1, -1, 2)), cand_scores.gather(1, order)
+    order = torch.sort(cand_scores, dim=1, stable=True).indices.flip(1)  # [B, K], best first
+    spans = cell_span(rows[order], cols[order], mask.shape[-1], duration.to(scores.device)[:, None])
+    return spans, cand_scores.gather(1, order)
 
 
 def nms(spans: Tensor, scores: Tensor, threshold: float, keep: int = 5) -> tuple[Tensor, Tensor, Tensor]:
@@ -110,31 +130,37 @@ def nms(spans: Tensor, scores: Tensor, threshold: float, keep: int = 5) -> tuple
 
     ``spans [B, K, 2]`` and ``scores [B, K]`` sorted best first (as from :func:`rank_candidates`).
     Walking down the list, a candidate is kept iff its IoU with every already kept one is
-    ``<= threshold``; the walk stops once ``keep`` are kept. Equivalently, ``keep`` rounds of:
-    keep the first candidate still alive, then kill it and every candidate whose IoU with it
+    ``<= threshold``; the walk stops once ``keep`` are kept. The IoU is the official NMS's,
+    ``inter / (len_a + len_b - inter)`` in float64 with the lengths ``end - start`` computed once
+    (:func:`pln.eval.metrics.interval_iou` writes the same formula). Equivalently, ``keep`` rounds
+    of: keep the first candidate still alive, then kill it and every candidate whose IoU with it
     exceeds ``threshold``. Each round is a few tensor operations over all ``K`` candidates of all
     queries at once, with no host synchronisation (the loop runs ``keep`` times, whatever the data).
 
-    Returns ``(spans [B, keep, 2], scores [B, keep], valid [B, keep])``; when fewer than ``keep``
-    survive, the tail slots are zero with ``valid`` False.
+    Returns ``(spans [B, keep, 2] float64, scores [B, keep], valid [B, keep])``; when fewer than
+    ``keep`` survive, the tail slots are zero with ``valid`` False.
     """
+    spans = spans.double()
     b, k = scores.shape
     device = spans.device
+    if k == 0:
+        return (spans.new_zeros(b, keep, 2), scores.new_zeros(b, keep),
+                torch.zeros(b, keep, dtype=torch.bool, device=device))
     batch = torch.arange(b, device=device)
-    position = torch.arange(k, device=device).expand(b, k)
+    start, end = spans[..., 0], spans[..., 1]  # [B, K]
+    length = end - start
     alive = torch.ones(b, k, dtype=torch.bool, device=device)
     kept_spans, kept_scores, kept_valid = [], [], []
     for _ in range(keep):
-        first = torch.where(alive, position, k).min(dim=1).values  # [B]; k where none is alive
-        valid = first < k
-        pick = first.clamp(max=max(k - 1, 0))
-        span = spans[batch, pick] if k else spans.new_zeros(b, 2)  # [B, 2]
-        score = scores[batch, pick] if k else scores.new_zeros(b)
+        pick = alive.to(torch.uint8).argmax(dim=1)  # [B]: the first alive candidate (0 if none)
+        valid = alive[batch, pick]
+        span, score = spans[batch, pick], scores[batch, pick]  # [B, 2], [B]
         kept_spans.append(torch.where(valid[:, None], span, torch.zeros_like(span)))
         kept_scores.append(torch.where(valid, score, torch.zeros_like(score)))
         kept_valid.append(valid)
-        alive &= interval_iou(spans, span[:, None, :]) <= threshold  # [B, K]
-        alive &= position != pick[:, None]
+        inter = (torch.minimum(end, span[:, 1:]) - torch.maximum(start, span[:, :1])).clamp_(min=0)
+        alive &= inter / (length[batch, pick][:, None] + length - inter) <= threshold  # [B, K]
+        alive[batch, pick] = False
     return torch.stack(kept_spans, 1), torch.stack(kept_scores, 1), torch.stack(kept_valid, 1)
 
 
@@ -143,7 +169,7 @@ def predict_topk(output: StageMaps, duration: Tensor, strategy: Literal["1", "2"
     """Model output -> the top ``keep`` moments after NMS.
 
     ``duration [B]`` seconds; ``strategy`` "1" (stage ``stage``) or "2" (fused stages).
-    Returns ``(spans [B, keep, 2] seconds, scores [B, keep], valid [B, keep])``.
+    Returns ``(spans [B, keep, 2] float64 seconds, scores [B, keep], valid [B, keep])``.
     """
     if str(strategy) == "1":
         scores, mask = strategy1(output, stage)

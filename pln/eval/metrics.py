@@ -8,6 +8,12 @@ may keep fewer than ``K``), and the ground truth ``gt [B, 2]`` in seconds.
   with the ground truth is **strictly greater** than ``m`` (an IoU exactly equal to ``m`` is a miss).
 - ``mIoU``: mean IoU of the top-1 candidate.
 
+The IoU with the ground truth is the official 2D-TAN metric's (``lib/core/eval.py``):
+``inter / (max(end) - min(start))`` in float64 (:func:`hull_iou`); NMS uses
+:func:`interval_iou`, ``inter / (len_a + len_b - inter)``, as the official NMS does. The two agree
+in exact arithmetic but not always in floating point, so each is written as its official step
+writes it.
+
 Both are reported in percent under the keys ``R{n}@{m}`` (``m`` in its shortest form, e.g.
 ``R1@0.5``) and ``mIoU``.
 """
@@ -29,12 +35,26 @@ DEFAULT_LENGTH_EDGES = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
 def interval_iou(a: Tensor, b: Tensor) -> Tensor:
     """Temporal IoU of intervals ``a [..., 2]`` and ``b [..., 2]`` (broadcast) -> ``[...]``.
 
+    Written ``inter / ((len_a + len_b) - inter)`` in the inputs' dtype (the official NMS's form).
     Intervals are ``(start, end)`` with ``start <= end``. A pair whose union has zero length
     (two identical points) has IoU 0.
     """
     inter = (torch.minimum(a[..., 1], b[..., 1]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
     union = (a[..., 1] - a[..., 0]) + (b[..., 1] - b[..., 0]) - inter
     return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), torch.zeros_like(union))
+
+
+def hull_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Temporal IoU of ``a [..., 2]`` and ``b [..., 2]`` (broadcast) -> float64 ``[...]``.
+
+    Written as the official metric writes it: ``max(0, min(end) - max(start))`` over
+    ``max(end) - min(start)`` (the hull, which equals the union whenever the intervals overlap),
+    in float64. A zero-length hull gives IoU 0.
+    """
+    a, b = a.double(), b.double()
+    inter = (torch.minimum(a[..., 1], b[..., 1]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
+    hull = torch.maximum(a[..., 1], b[..., 1]) - torch.minimum(a[..., 0], b[..., 0])
+    return torch.where(hull > 0, inter / hull.clamp(min=torch.finfo(hull.dtype).tiny), torch.zeros_like(hull))
 
 
 def metric_name(n: int, m: float) -> str:
@@ -50,9 +70,10 @@ def _check_shapes(top: Tensor, valid: Tensor, gt: Tensor) -> None:
 
 
 def candidate_ious(top: Tensor, valid: Tensor, gt: Tensor) -> Tensor:
-    """IoU of every kept candidate with its query's ground truth -> ``[B, K]`` (0 where invalid)."""
+    """IoU (:func:`hull_iou`) of every kept candidate with its query's ground truth -> float64
+    ``[B, K]`` (0 where invalid)."""
     _check_shapes(top, valid, gt)
-    ious = interval_iou(top.float(), gt.float()[:, None, :])
+    ious = hull_iou(top, gt[:, None, :])
     return torch.where(valid.bool(), ious, torch.zeros_like(ious))
 
 
@@ -76,14 +97,16 @@ def per_query_hits(top: Tensor, valid: Tensor, gt: Tensor, ranks: Sequence[int] 
         head = cand[:, :n]
         for m in ious:
             columns[metric_name(n, m)] = (head > m).any(dim=1).cpu().numpy()
-    columns["IoU"] = cand[:, 0].double().cpu().numpy() if cand.shape[1] else np.zeros(cand.shape[0])
+    columns["IoU"] = cand[:, 0].cpu().numpy() if cand.shape[1] else np.zeros(cand.shape[0])
     return pd.DataFrame(columns)
 
 
 def _summarise(hits: pd.DataFrame) -> dict[str, float]:
-    """Per-query hits -> metric dict in percent (``mIoU`` from the ``IoU`` column)."""
-    out = {name: float(hits[name].mean() * 100.0) for name in hits.columns if name != "IoU"}
-    out["mIoU"] = float(hits["IoU"].mean() * 100.0)
+    """Per-query hits -> metric dict in percent (``mIoU`` from the ``IoU`` column); numpy means
+    in float64, as the official evaluation takes them."""
+    out = {name: float(np.mean(hits[name].to_numpy(dtype=np.float64)) * 100.0)
+           for name in hits.columns if name != "IoU"}
+    out["mIoU"] = float(np.mean(hits["IoU"].to_numpy(dtype=np.float64)) * 100.0)
     return out
 
 

@@ -25,8 +25,8 @@ from pln.model.video import VideoEncoder, pool_clips
 class PLNOutput(NamedTuple):
     """Per-stage outputs, coarse to fine.
 
-    ``logits[t]`` and ``scores[t]`` are ``[B, N_t, N_t]`` (zero at invalid cells),
-    ``scores = sigmoid(logits) * mask``; ``masks[t]`` is the bool ``[N_t, N_t]`` valid mask.
+    ``logits[t]`` and ``scores[t]`` are fp32 ``[B, N_t, N_t]`` (zero at invalid cells), under
+    autocast too, ``scores = sigmoid(logits) * mask``; ``masks[t]`` is the bool ``[N_t, N_t]`` valid mask.
     """
 
     logits: list[torch.Tensor]
@@ -86,8 +86,9 @@ class PLN(nn.Module):
             if t > 0 and self.ucs is not None:
                 g = merge_max(g, self.ucs[t - 1](prev), mask)
             hmap = self.convnet(t)(g, mask)  # [B, C, N, N], zero at invalid cells
-            logit = self.predictors[t % len(self.predictors)](hmap, mask)
+            logit = self.predictors[t % len(self.predictors)](hmap, mask)  # fp32
             logits.append(logit)
-            scores.append(torch.sigmoid(logit) * mask.to(logit.dtype))
+            with torch.autocast(logit.device.type, enabled=False):  # the ranking never sees bf16
+                scores.append(torch.sigmoid(logit) * mask.float())
             prev, prev_mask = hmap, mask
         return PLNOutput(logits, scores, masks)

@@ -89,11 +89,16 @@ def merge_max(fused: torch.Tensor, upsampled: torch.Tensor, mask: torch.Tensor) 
 
 
 class Predictor(nn.Module):
-    """``(h [B, C, N, N], mask [N, N]) -> logits [B, N, N]`` (1x1 conv, zero at invalid cells)."""
+    """``(h [B, C, N, N], mask [N, N]) -> logits [B, N, N]`` fp32 (1x1 conv, zero at invalid cells).
+
+    Always fp32, outside any autocast region: in bf16 (8 mantissa bits) many of a map's scores
+    would become exactly equal and the ranking would fall back to cell order.
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(channels, 1, 1)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.conv(h).squeeze(1) * mask.to(h.dtype)
+        with torch.autocast(h.device.type, enabled=False):
+            return self.conv(h.float()).squeeze(1) * mask.float()
