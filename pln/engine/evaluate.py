@@ -13,7 +13,6 @@ from pln.engine.checkpoint import check_model_config, load_checkpoint
 from pln.engine.inference import predict_split, select_key, split_metrics, strategy_keys
 from pln.engine.run_dir import RunDir
 from pln.engine.run_lock import refuse_if_training
-from pln.errors import ConfigError
 from pln.model import PLN
 
 
