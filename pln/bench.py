@@ -40,7 +40,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from pln.config import ExperimentConfig, LossConfig, ModelConfig, config_from_dict
+from pln.config import ExperimentConfig, LossConfig, ModelConfig, TrainConfig, config_from_dict
+from pln.engine.recipe import backward_step, make_optimizer
 from pln.loss import joint_loss
 from pln.model import PLN
 from pln.utils import atomic_write
@@ -132,9 +133,11 @@ def _peak_memory_gib(device: torch.device) -> float:
 
 def measure_train(model: PLN, device: torch.device, batch_size: int, steps: int, warmup: int,
                   bf16: bool) -> dict[str, float]:
-    """Training step time (forward, joint loss, backward, Adam) on random input of the real shapes."""
+    """Training step time (forward, joint loss, backward, gradient clipping, Adam: the default
+    recipe of pln.engine.recipe) on random input of the real shapes."""
     cfg = model.cfg
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    recipe = TrainConfig()
+    opt = make_optimizer(model, recipe)
     batch = synthetic_batch(cfg, batch_size, device)
     lambdas = LossConfig().resolved_lambdas(cfg.num_stages)
 
@@ -143,9 +146,7 @@ def measure_train(model: PLN, device: torch.device, batch_size: int, steps: int,
             out = model(batch["units"], batch["words"], batch["lengths"])
         out = out._replace(logits=[x.float() for x in out.logits])
         loss, _ = joint_loss(out, batch["ious"], LossConfig(), lambdas)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        backward_step(model, opt, loss, recipe.grad_clip_norm)
 
     model.train()
     for _ in range(warmup):

@@ -2,8 +2,10 @@
 
 A checkpoint is a plain dict of tensors and builtins:
 ``{"format": 1, "config": ExperimentConfig as dict, "epoch": int, "model": state_dict,
-"optimizer": state_dict | None, "history": list[dict], "best": dict | None}``.
-``epoch`` counts finished epochs (1 after the first).
+"optimizer": state_dict | None, "scheduler": state_dict | None, "history": list[dict],
+"best": dict | None}``. ``epoch`` counts finished epochs (1 after the first); ``scheduler`` is
+the plateau schedule's state in ``last.pt`` when ``train.lr_plateau`` is set (older checkpoints
+have no such entry, and no schedule).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 
 import torch
 
-from pln.errors import CheckpointError
+from pln.config import complete_model_dict
+from pln.errors import CheckpointError, ConfigError
 from pln.utils import atomic_write
 
 FORMAT = 1
@@ -62,6 +65,10 @@ def check_model_config(path: str | Path, state: dict[str, Any], model_cfg: dict[
     found = state.get("config", {}).get("model")
     if found is None:
         raise CheckpointError(f"{path}: checkpoint has no model configuration")
+    try:  # a checkpoint written before later model keys existed holds their (earlier) defaults
+        found = complete_model_dict(found)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: made with another model configuration ({exc})") from None
     # keys that change the speed of the computation, not its parameters or results
     speed_only = ("conv_banded", "conv_block", "conv_channels_last")
     diffs = config_differences({k: v for k, v in model_cfg.items() if k not in speed_only},

@@ -1,7 +1,9 @@
 """`pln train`: one experiment (dataset, model variant, seed) into one run folder.
 
 The loop is resumable at epoch granularity: every epoch ends with an atomic ``last.pt`` holding
-the model, the optimiser, the epoch history and the best-so-far record. The order of training
+the model, the optimiser, the plateau schedule (if any), the epoch history and the best-so-far
+record. Each step clips the gradient norm (``train.grad_clip_norm``); each validation also
+sums the validation loss, which drives the plateau schedule (``train.lr_plateau``). The order of training
 queries in epoch e depends only on (seed, e), so a run killed at any moment and restarted with
 the same command reaches bit-identical metrics on the CPU.
 
@@ -30,9 +32,10 @@ from pln.engine.gpu_util import UtilisationSampler, nvml_reader
 from pln.engine.checkpoint import check_model_config, load_checkpoint, save_checkpoint
 from pln.engine.inference import predict_split, split_metrics, strategy_keys, to_device
 from pln.engine.outputs import write_predictions, write_score_maps
+from pln.engine.recipe import ValidationLoss, backward_step, current_lr, make_optimizer, make_plateau
 from pln.engine.run_dir import RunDir, check_same_experiment
 from pln.engine.units import UnitFeed
-from pln.errors import ConfigError, TrainingError
+from pln.errors import CheckpointError, ConfigError, TrainingError
 from pln.loss import joint_loss
 from pln.model import PLN
 from pln.utils import atomic_write, atomic_write_json, seed_everything
@@ -70,6 +73,7 @@ def train_one_epoch(
     from tqdm import tqdm
 
     model.train()
+    lr = current_lr(optimizer)  # the rate of this epoch (the plateau schedule acts between epochs)
     if feed is None:
         feed = UnitFeed(loader.dataset, device, cfg.data, "train")
     use_bf16 = cfg.train.bf16
@@ -95,9 +99,7 @@ def train_one_epoch(
                 output = model(units, batch["words"], batch["lengths"])
             output = output._replace(logits=[x.float() for x in output.logits])
             total, per_stage = joint_loss(output, batch["ious"], cfg.loss, lambdas)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
+            backward_step(model, optimizer, total, cfg.train.grad_clip_norm)
             b = batch["lengths"].shape[0]
             seen += b
             losses = torch.stack([total, *per_stage]).detach()
@@ -110,7 +112,7 @@ def train_one_epoch(
         check_finite(pending, epoch)
         means = (sums / max(seen, 1)).tolist()  # waits for the device: the epoch's work is done after it
     seconds = time.perf_counter() - t0
-    row = {"train_loss": float(means[0])}
+    row = {"lr": lr, "train_loss": float(means[0])}
     row.update({f"loss_stage{t + 1}": float(v) for t, v in enumerate(means[1:])})
     row["train_queries_per_s"] = seen / seconds if seconds > 0 else float("nan")
     row["train_seconds"] = seconds
@@ -176,7 +178,8 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
     datasets["val"].ious_in_items = datasets["test"].ious_in_items = False
 
     model = PLN(cfg.model).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    optimizer = make_optimizer(model, cfg.train)
+    plateau = make_plateau(optimizer, cfg.train.lr_plateau)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     start_epoch = 0
@@ -185,6 +188,10 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
         check_model_config(run.last, state, cfg.to_dict()["model"])
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if plateau is not None:
+            if state.get("scheduler") is None:
+                raise CheckpointError(f"{run.last}: holds no plateau schedule state; delete the run folder and retrain")
+            plateau.load_state_dict(state["scheduler"])
         history, best, start_epoch = list(state["history"]), state["best"], int(state["epoch"])
         log.info("resuming %s after epoch %d", run.root, start_epoch)
 
@@ -198,14 +205,18 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update(train_one_epoch(model, loader, optimizer, cfg, device, epoch, lambdas, feeds["train"]))
         t0 = time.perf_counter()
+        val_loss = ValidationLoss(cfg.loss, lambdas)
         val = predict_split(model, val_loader, cfg, device, [default_key], nms, cfg.train.bf16,
-                            feeds["val"])[default_key]
+                            feeds["val"], on_output=val_loss)[default_key]
         val_metrics = split_metrics(val, cfg)
         if cfg.train.select_metric not in val_metrics:
             raise ConfigError(
                 f"train.select_metric {cfg.train.select_metric!r} is not a metric here; "
                 f"choose one of {', '.join(val_metrics)}")
+        row["val_loss"] = val_loss.mean()
         row.update({f"val_{k}": v for k, v in val_metrics.items()})
+        if plateau is not None:
+            plateau.step(row["val_loss"])
         row["val_seconds"] = time.perf_counter() - t0
         history.append(row)
         value = val_metrics[cfg.train.select_metric]
@@ -213,10 +224,11 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
         if improved:
             best = {"epoch": epoch + 1, "value": value}
         state = {"config": cfg.to_dict(), "epoch": epoch + 1, "model": model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "history": history, "best": best}
+                 "optimizer": optimizer.state_dict(), "history": history, "best": best,
+                 "scheduler": plateau.state_dict() if plateau is not None else None}
         # best.pt before last.pt: a kill between the two only repeats this (deterministic) epoch.
         if improved:
-            save_checkpoint(run.best, {**state, "optimizer": None})
+            save_checkpoint(run.best, {**state, "optimizer": None, "scheduler": None})
         save_checkpoint(run.last, state)
         _write_epochs(run, history)
         log.info("epoch %d: loss %.4f, val %s %.2f%s, %.1f queries/s", epoch + 1, row["train_loss"],
