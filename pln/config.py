@@ -39,6 +39,11 @@ UNITS_ON_DEVICE = ("auto", "always", "never")
 DEFAULT_LAMBDAS = {1: (1.0,), 2: (1.0, 1.5), 3: (1.0, 1.3, 1.5), 4: (1.0, 1.2, 1.5, 2.0)}
 
 
+def ratio_log2(n_prev: int, n: int) -> int:
+    """``log2(n / n_prev)`` for clip counts whose ratio is a power of 2 (checked by ModelConfig)."""
+    return max(n // n_prev, 1).bit_length() - 1
+
+
 def dataset_family(name: str) -> str:
     """``synthetic-tacos`` -> ``tacos``; ``tacos`` -> ``tacos``."""
     return name.removeprefix("synthetic-")
@@ -46,7 +51,12 @@ def dataset_family(name: str) -> str:
 
 @dataclass
 class ModelConfig:
-    """The PLN model (SPEC sections 2-3). A one-stage model is the 2D-TAN baseline."""
+    """The PLN model (SPEC sections 2-3).
+
+    A one-stage model is one localization branch. With 2D-TAN's ConvNet (8 or 4 layers) and its
+    label rescaling (``loss.label: tan``) it is the official 2D-TAN baseline of Tables 2-3; with
+    the paper's 2 conv layers and eq. 7 labels it is PLN's own one-stage model (Table 5).
+    """
 
     feature_dim: int = 4096  # d_in of the raw video features
     num_units: int = 256  # M: units the raw features are resampled to
@@ -68,7 +78,21 @@ class ModelConfig:
     conv_block: int = 16  # rows per strip of the banded ConvNet (speed only)
     conv_channels_last: bool = False  # ConvNet activations in channels-last layout (speed only)
     share_convnet: bool = True  # paper 4.1.3: the ConvNet is shared across stages
-    share_heads: bool = False  # [choice] fusion and predictor belong to their stage (True: shared)
+    share_fusion: bool = False  # [choice] each stage has its own fusion layers (True: one for all)
+    share_predictor: bool = False  # [choice] each stage has its own predictor (True: one for all)
+    # [choice] the ReLU after each 3x3 conv of the upsampling connection (the paper names the
+    # convolutions only; the ReLU makes UC(H^{t-1}) >= 0, which decides how the max merge mixes)
+    uc_relu: bool = True
+    # [choice] UC blocks between stages whose clip counts differ: None is log2(N^t / N^{t-1})
+    # (the only count that reaches N^t with x2 upsampling blocks); n: n blocks, the first
+    # log2(N^t / N^{t-1}) upsample x2 and the rest keep the size
+    uc_blocks: int | None = None
+    # [choice] the UC between stages with equal clip counts (Table 6's 32-32): "identity" merges
+    # H^{t-1} as it is (no block); "convs" keeps one block's two 3x3 convs without upsampling
+    uc_same_size: Literal["identity", "convs"] = "identity"
+    # [choice] CFM when conv_channels != hidden: "linear" maps the pooled H^{t-1} [C] to [H];
+    # "none" adds no layer and needs conv_channels == hidden (the paper's widths)
+    cfm_projection: Literal["linear", "none"] = "linear"
 
     def validate(self) -> None:
         _positive(self, "feature_dim", "num_units", "hidden", "word_dim", "lstm_layers",
@@ -90,6 +114,28 @@ class ModelConfig:
                     f"model.clips: every clip count must divide model.num_units={self.num_units}, got {n}")
         if self.conv_kernel % 2 == 0:
             raise ConfigError(f"model.conv_kernel must be odd, got {self.conv_kernel}")
+        self._validate_connections()
+
+    def _validate_connections(self) -> None:
+        """The stated choices of the UC and the CFM (uc_blocks, cfm_projection)."""
+        if self.uc_blocks is not None:
+            needed = max((ratio_log2(a, b) for a, b in zip(self.clips, self.clips[1:])), default=0)
+            if not needed <= self.uc_blocks <= 8:
+                raise ConfigError(
+                    f"model.uc_blocks must be in [{needed}, 8] for clips {self.clips} (at least "
+                    f"log2 of the largest clip-count ratio), got {self.uc_blocks}; null: log2 of each ratio")
+        if self.cfm_projection == "none" and self.use_cfm and self.num_stages > 1 \
+                and self.conv_channels != self.hidden:
+            raise ConfigError(
+                f"model.cfm_projection 'none' needs model.conv_channels == model.hidden, got "
+                f"{self.conv_channels} and {self.hidden}; use 'linear' or equal widths")
+
+    def uc_layout(self, t: int) -> tuple[int, int]:
+        """``(blocks, upsampling blocks)`` of the UC into stage ``t`` (0-based, ``t >= 1``)."""
+        up = ratio_log2(self.clips[t - 1], self.clips[t])
+        if up == 0:
+            return (1 if self.uc_same_size == "convs" else 0), 0
+        return (up if self.uc_blocks is None else self.uc_blocks), up
 
     @property
     def num_stages(self) -> int:
@@ -200,10 +246,32 @@ class DataConfig:
 
 
 @dataclass
+class PlateauConfig:
+    """``ReduceLROnPlateau`` on the validation loss, stepped after every validation (2D-TAN's
+    code: factor 0.8, patience 20; torch's defaults otherwise: relative threshold 1e-4, no
+    cooldown, no floor)."""
+
+    factor: float = 0.8  # lr <- lr * factor after `patience` + 1 validations without improvement
+    patience: int = 20  # validations without improvement that are tolerated
+
+    def validate(self) -> None:
+        if not 0.0 < self.factor < 1.0:
+            raise ConfigError(f"train.lr_plateau.factor must be in (0, 1), got {self.factor}")
+        if not 0 <= self.patience <= 10_000:
+            raise ConfigError(f"train.lr_plateau.patience must be in [0, 10000], got {self.patience}")
+
+
+@dataclass
 class TrainConfig:
     """Optimisation (SPEC section 4)."""
 
     lr: float = 1e-4
+    weight_decay: float = 0.0  # Adam's L2 weight decay (2D-TAN's configs: 0)
+    # [choice] clip the gradient norm of all parameters at this value after every backward pass
+    # (2D-TAN's code: 10); None: no clipping
+    grad_clip_norm: float | None = 10.0
+    # [choice] plateau schedule on the validation loss ({} for 2D-TAN's values); None: constant lr
+    lr_plateau: PlateauConfig | None = None
     batch_size: int = 32
     max_epochs: int = 50
     seed: int = 0
@@ -222,6 +290,12 @@ class TrainConfig:
                               f"got {self.max_train_batches}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"train.threads must be >= 1 (or null: torch's default), got {self.threads}")
+        if not 0.0 <= self.weight_decay < 1.0:
+            raise ConfigError(f"train.weight_decay must be in [0, 1), got {self.weight_decay}")
+        if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
+            raise ConfigError(f"train.grad_clip_norm must be > 0 (or null: no clipping), got {self.grad_clip_norm}")
+        if self.lr_plateau is not None:
+            self.lr_plateau.validate()
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -388,10 +462,33 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# model.share_heads (before share_fusion and share_predictor existed) set both at once.
+_LEGACY_SHARE_HEADS = "share_heads"
+
+
+def upgrade_model_keys(model: dict[str, Any]) -> dict[str, Any]:
+    """A model mapping with retired keys rewritten (``share_heads: x`` -> ``share_fusion: x``,
+    ``share_predictor: x``, unless those are given), so that older configs and checkpoints load."""
+    if _LEGACY_SHARE_HEADS not in model:
+        return model
+    out = {k: v for k, v in model.items() if k != _LEGACY_SHARE_HEADS}
+    out.setdefault("share_fusion", model[_LEGACY_SHARE_HEADS])
+    out.setdefault("share_predictor", model[_LEGACY_SHARE_HEADS])
+    return out
+
+
+def complete_model_dict(model: dict[str, Any]) -> dict[str, Any]:
+    """A stored model mapping (e.g. a checkpoint's) upgraded and completed with the defaults of
+    keys added since it was written (their defaults are the earlier behaviour)."""
+    return dataclasses.asdict(_build(ModelConfig, upgrade_model_keys(model), "model"))
+
+
 def config_from_dict(values: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
     """Build and validate a config from a plain mapping (e.g. parsed YAML)."""
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: the top level must be a mapping")
+    if isinstance(values.get("model"), dict):
+        values = {**values, "model": upgrade_model_keys(values["model"])}
     try:
         cfg = _build(ExperimentConfig, values, "")
         cfg.validate()

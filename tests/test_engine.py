@@ -27,7 +27,9 @@ TINY = {
     "data": {"dataset": "synthetic-charades", "synthetic": {"scale": 0.1, "feature_dim": 16}},
     "model": {"feature_dim": 16, "num_units": 32, "hidden": 16, "word_dim": 50, "lstm_layers": 1,
               "clips": [8, 16], "conv_layers": 1, "conv_kernel": 3, "conv_channels": 16},
-    "train": {"max_epochs": 3, "batch_size": 16, "lr": 1e-3, "threads": 1},
+    # patience 0: the plateau schedule acts within the 3 epochs (and resume must restore it)
+    "train": {"max_epochs": 3, "batch_size": 16, "lr": 1e-3, "threads": 1,
+              "lr_plateau": {"factor": 0.5, "patience": 0}},
 }
 
 
@@ -67,10 +69,49 @@ def test_run_folder_is_complete(trained):
 
     epochs = pd.read_csv(run / "epochs.csv")
     assert list(epochs["epoch"]) == [1, 2, 3]
-    assert {"loss_stage1", "loss_stage2", "val_R1@0.5", "train_queries_per_s"} <= set(epochs.columns)
+    assert {"lr", "loss_stage1", "loss_stage2", "val_loss", "val_R1@0.5", "train_queries_per_s"} <= set(epochs.columns)
     preds = pd.read_csv(run / "predictions.csv")
     assert preds.groupby("query")["rank"].max().le(5).all()
     assert preds["iou"].between(0, 1).all()
+
+
+def test_plateau_schedule_follows_the_validation_loss(trained):
+    """epochs.csv's lr column against ReduceLROnPlateau restated: with patience 0, the next
+    epoch's rate is halved after every validation loss that is not below best * (1 - 1e-4)."""
+    import pandas as pd
+
+    run, values, _ = trained
+    epochs = pd.read_csv(run / "epochs.csv")
+    assert epochs["val_loss"].gt(0).all()
+    lr, best = values["train"]["lr"], float("inf")
+    for row in epochs.itertuples():
+        assert row.lr == pytest.approx(lr, rel=1e-12)
+        if row.val_loss < best * (1 - 1e-4):
+            best = row.val_loss
+        else:
+            lr *= 0.5
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["scheduler"]["best"] == pytest.approx(best)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(lr)
+
+
+def test_checkpoint_of_an_older_model_config_still_loads():
+    """A checkpoint written before share_heads was split (and before the UC/CFM keys existed)
+    matches today's config with the defaults that equal its behaviour."""
+    import dataclasses
+
+    from pln.config import ModelConfig
+    from pln.engine.checkpoint import check_model_config
+
+    today = config_from_dict({"model": {"share_fusion": True, "share_predictor": True}}).to_dict()["model"]
+    old = {k: v for k, v in today.items() if k not in (
+        "share_fusion", "share_predictor", "uc_relu", "uc_blocks", "uc_same_size", "cfm_projection")}
+    old["share_heads"] = True
+    check_model_config("old.pt", {"config": {"model": old}}, today)
+    with pytest.raises(CheckpointError, match=r"model\.share_fusion"):
+        check_model_config("old.pt", {"config": {"model": old}}, dataclasses.asdict(ModelConfig()))
+    with pytest.raises(CheckpointError, match=r"unknown config key 'model\.bogus'"):
+        check_model_config("odd.pt", {"config": {"model": {**old, "bogus": 1}}}, today)
 
 
 def test_second_call_does_nothing(trained):
@@ -106,28 +147,57 @@ def test_evaluate_cli_prints_json(trained, capsys):
     assert out["metrics"]["strategy2"] == result["metrics"]["strategy2"]
 
 
-def test_resume_after_kill_equals_uninterrupted(trained, tmp_path):
-    _, values, result = trained
+def _train_steps(values: dict) -> int:
+    from pln.data.dataset import build_dataset
+
+    return -(-len(build_dataset(config_from_dict(values), "train")) // values["train"]["batch_size"])
+
+
+def _kill_and_resume(values: dict, tmp_path: Path, kill_at: int) -> Path:
+    """Train in a subprocess that SIGKILLs itself at global step ``kill_at``, then rerun the same
+    command to completion; returns the run folder."""
+    from pln.engine.train import KILL_AT_STEP_ENV
+
     cfg_path = write_config(tmp_path, values)
     run = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "pln.cli", "train", str(cfg_path), "--out", str(run)]
-    # Steps of the whole run: the killed process dies at a random one of them, mid-epoch or not.
-    from pln.data.dataset import build_dataset
-    from pln.engine.train import KILL_AT_STEP_ENV
-
-    steps = -(-len(build_dataset(config_from_dict(values), "train")) // values["train"]["batch_size"])
-    total = steps * values["train"]["max_epochs"]
-    kill_at = random.Random(1234).randint(steps + 1, total)  # after at least one checkpoint
     killed = subprocess.run(cmd, env={**env, KILL_AT_STEP_ENV: str(kill_at)}, capture_output=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL
     assert (run / "checkpoints" / "last.pt").is_file()
     assert not (run / "test_metrics.json").exists()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    return run
+
+
+def test_resume_after_kill_equals_uninterrupted(trained, tmp_path):
+    _, values, result = trained
+    # Steps of the whole run: the killed process dies at a random one of them, mid-epoch or not.
+    steps = _train_steps(values)
+    kill_at = random.Random(1234).randint(steps + 1, steps * values["train"]["max_epochs"])
+    run = _kill_and_resume(values, tmp_path, kill_at)  # after at least one checkpoint
     resumed = json.loads((run / "test_metrics.json").read_text())
     assert resumed["metrics"] == result["metrics"]
     assert resumed["run"]["selected_epoch"] == result["run"]["selected_epoch"]
+
+
+def test_resume_restores_the_plateau_schedule(tmp_path):
+    """With a rate too small to move the validation loss and patience 0, the schedule halves the
+    rate after every validation but the first. Killed in epoch 2, the resumed run must still
+    know epoch 1's best loss to halve the rate for epoch 3, as the uninterrupted run does."""
+    import pandas as pd
+
+    values = tiny_config(tmp_path, train__lr=1e-6)
+    whole = tmp_path / "whole"
+    train(config_from_dict(values), whole)
+    lrs = list(pd.read_csv(whole / "epochs.csv")["lr"])
+    assert lrs == pytest.approx([1e-6, 1e-6, 5e-7], rel=1e-12)
+    run = _kill_and_resume(values, tmp_path, _train_steps(values) + 1)  # the first step of epoch 2
+    resumed = pd.read_csv(run / "epochs.csv")
+    assert list(resumed["lr"]) == pytest.approx(lrs, rel=1e-12)
+    assert json.loads((run / "test_metrics.json").read_text())["metrics"] == \
+        json.loads((whole / "test_metrics.json").read_text())["metrics"]
 
 
 def test_predict_top5_on_trained_model(trained):

@@ -274,6 +274,67 @@ def test_upsampling_connection_equal_sizes_is_identity():
         UpsamplingConnection(3, n_prev=4, n=12)
 
 
+def test_upsampling_connection_relu_is_a_choice():
+    prev = -torch.rand(1, 2, 2, 2) - 0.1  # all negative
+    outs = {}
+    for relu in (True, False):
+        uc = UpsamplingConnection(2, n_prev=2, n=4, relu=relu)
+        for m in uc.blocks:
+            if isinstance(m, nn.Conv2d):
+                _identity_conv(m)
+        outs[relu] = uc(prev)
+    idx = torch.arange(4) // 2
+    assert torch.equal(outs[True], torch.zeros(1, 2, 4, 4))  # the ReLU clips the negative map
+    assert torch.allclose(outs[False], prev[:, :, idx][:, :, :, idx])
+
+
+def test_upsampling_connection_extra_blocks_keep_the_size():
+    uc = UpsamplingConnection(2, n_prev=4, n=8, blocks=2)
+    assert uc.num_blocks == 2
+    assert isinstance(uc.blocks[0], nn.Upsample) and isinstance(uc.blocks[5], nn.Identity)
+    for m in uc.blocks:
+        if isinstance(m, nn.Conv2d):
+            _identity_conv(m)
+    prev = torch.rand(1, 2, 4, 4)
+    idx = torch.arange(8) // 2
+    assert torch.allclose(uc(prev), prev[:, :, idx][:, :, :, idx])
+    # the parameter names are those of the default layout with the same number of blocks
+    assert uc.state_dict().keys() == UpsamplingConnection(2, n_prev=4, n=16).state_dict().keys()
+    with pytest.raises(ValueError):
+        UpsamplingConnection(2, n_prev=4, n=16, blocks=1)
+
+
+def test_upsampling_connection_equal_sizes_with_convs():
+    uc = UpsamplingConnection(3, n_prev=4, n=4, blocks=1)
+    assert uc.num_blocks == 1 and len(list(uc.parameters())) == 4
+    assert uc(torch.rand(2, 3, 4, 4)).shape == (2, 3, 4, 4)
+
+
+def test_uc_layout_from_the_config():
+    from pln.config import ModelConfig
+    from pln.errors import ConfigError
+
+    assert ModelConfig(clips=[32, 128]).uc_layout(1) == (2, 2)
+    assert ModelConfig(clips=[32, 64, 128]).uc_layout(2) == (1, 1)
+    assert ModelConfig(clips=[32, 32]).uc_layout(1) == (0, 0)
+    assert ModelConfig(clips=[32, 32], uc_same_size="convs").uc_layout(1) == (1, 0)
+    assert ModelConfig(clips=[32, 64], uc_blocks=2).uc_layout(1) == (2, 1)  # section 4.1.3's "two blocks"
+    with pytest.raises(ConfigError, match=r"model\.uc_blocks must be in \[2, 8\]"):
+        ModelConfig(clips=[32, 128], uc_blocks=1).validate()
+
+
+def test_cfm_without_projection_needs_equal_widths():
+    from pln.config import ModelConfig
+    from pln.errors import ConfigError
+
+    assert isinstance(CFM(4, 4, "none").proj, nn.Identity)
+    with pytest.raises(ValueError):
+        CFM(3, 5, "none")
+    with pytest.raises(ConfigError, match=r"model\.cfm_projection 'none' needs model\.conv_channels == model\.hidden"):
+        ModelConfig(hidden=32, conv_channels=16, cfm_projection="none").validate()
+    ModelConfig(hidden=32, conv_channels=16, cfm_projection="none", use_cfm=False).validate()
+
+
 def test_upsampling_bilinear_shape():
     uc = UpsamplingConnection(2, n_prev=4, n=16, mode="bilinear")
     assert uc(torch.rand(1, 2, 4, 4)).shape == (1, 2, 16, 16)

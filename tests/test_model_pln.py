@@ -56,7 +56,8 @@ def test_stage_configs_forward_backward(clips):
 
 @pytest.mark.parametrize("kw", [dict(use_cfm=False), dict(use_uc=False), dict(use_cfm=False, use_uc=False),
                                 dict(share_convnet=False), dict(conv_padding="same", conv_count_norm=False),
-                                dict(positional_encoding=True, upsample_mode="bilinear", conv_kernel=3)],
+                                dict(positional_encoding=True, upsample_mode="bilinear", conv_kernel=3),
+                                dict(uc_relu=False, uc_blocks=3), dict(share_fusion=True, share_predictor=True)],
                          ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
 def test_variants_forward_backward(kw):
     model = check_forward_backward(tiny_cfg([16, 64], **kw))
@@ -76,8 +77,21 @@ def test_module_sharing():
     assert PLN(tiny_cfg([64, 64])).ucs[0].num_blocks == 0
 
 
+def test_fusion_and_predictor_sharing_are_separate_keys():
+    from pln.config import config_from_dict
+
+    for fusion, predictor in [(True, False), (False, True)]:
+        model = PLN(tiny_cfg([16, 32, 64], share_fusion=fusion, share_predictor=predictor))
+        assert (len(model.fusions), len(model.predictors)) == (1 if fusion else 3, 1 if predictor else 3)
+    # configs written with the retired model.share_heads still load: it sets both keys
+    legacy = config_from_dict({"model": {"share_heads": True}}).model
+    assert legacy.share_fusion and legacy.share_predictor
+    assert not config_from_dict({"model": {"share_heads": True, "share_predictor": False}}).model.share_predictor
+
+
 def test_stage_one_ignores_later_stages():
-    """Stage 1 of a two-stage model is a plain 2D-TAN: removing the CFM/UC changes only stage 2."""
+    """Stage 1 of a two-stage model is one plain localization branch: removing the CFM/UC
+    changes only stage 2."""
     cfg = tiny_cfg([16, 64])
     torch.manual_seed(0)
     full = PLN(cfg)

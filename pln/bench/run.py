@@ -116,7 +116,9 @@ def run(args: argparse.Namespace, work: Path) -> int:
     ours = frame[frame.variant == "ours"].set_index("config")["train_queries_per_s"].dropna().to_dict()
     if set(ours) == set(CONFIGS) and paper_scale:
         hours, runs = paper_gpu_hours(ours)
-        print(f"config/paper.yaml: {runs} training runs need about {hours:.1f} device-hours of training on {name}")
+        print(f"config/paper.yaml: {runs} training runs need about {hours:.1f} device-hours of training on {name} "
+              f"at this run's {'bf16' if args.bf16 else 'fp32'} step rates (the paper setting trains as its "
+              "train.bf16 says)")
     else:
         print("(the paper's device-hours are printed for a run of all configurations at width 512, batch 32)")
     return 0

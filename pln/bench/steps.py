@@ -9,6 +9,7 @@ import torch
 
 from pln.bench.flops import count_flops
 from pln.config import ExperimentConfig, ModelConfig, TrainConfig
+from pln.engine.recipe import make_optimizer
 from pln.engine.train import train_step
 from pln.model import PLN
 
@@ -41,10 +42,10 @@ def synthetic_batch(cfg: ModelConfig, batch: int, device: torch.device, words: i
 
 def measure_train(model: PLN, device: torch.device, batch_size: int, steps: int, warmup: int,
                   bf16: bool) -> dict[str, float]:
-    """Time of :func:`pln.engine.train.train_step` (the default loss and learning rate, Adam) on
+    """Time of :func:`pln.engine.train.train_step` (the default loss, learning rate and gradient clipping, Adam) on
     random input of the real shapes; the model's parameters and FLOPs per step."""
     cfg = ExperimentConfig(model=model.cfg, train=TrainConfig(bf16=bf16))
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    optimizer = make_optimizer(model, cfg.train)
     batch = synthetic_batch(model.cfg, batch_size, device)
     lambdas = cfg.loss.resolved_lambdas(model.cfg.num_stages)
 

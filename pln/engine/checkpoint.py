@@ -2,10 +2,11 @@
 
 A checkpoint is a plain dict of tensors and builtins:
 ``{"format": 1, "config": ExperimentConfig as dict, "epoch": int, "model": state_dict,
-"optimizer": state_dict | None, "history": list[dict], "best": dict | None}``.
-``epoch`` counts finished epochs (1 after the first). The saved dict also holds ``"sha256"``,
-the digest of everything else (:func:`state_digest`), checked on every load: a damaged file is
-refused instead of being evaluated.
+"optimizer": state_dict | None, "scheduler": state_dict | None, "history": list[dict],
+"best": dict | None}``. ``epoch`` counts finished epochs (1 after the first); ``scheduler`` is
+the plateau schedule's state in ``last.pt`` when ``train.lr_plateau`` is set. The saved dict
+also holds ``"sha256"``, the digest of everything else (:func:`state_digest`), checked on every
+load: a damaged file is refused instead of being evaluated.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 
 import torch
 
-from pln.errors import CheckpointError
+from pln.config import complete_model_dict
+from pln.errors import CheckpointError, ConfigError
 from pln.utils import atomic_write
 
 FORMAT = 1
@@ -116,6 +118,10 @@ def check_model_config(path: str | Path, state: dict[str, Any], model_cfg: dict[
     found = state.get("config", {}).get("model")
     if found is None:
         raise CheckpointError(f"{path}: checkpoint has no model configuration")
+    try:  # a checkpoint written before later model keys existed holds their (earlier) defaults
+        found = complete_model_dict(found)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: made with another model configuration ({exc})") from None
     # keys that change the speed of the computation, not its parameters or results
     speed_only = ("conv_banded", "conv_block", "conv_channels_last")
     diffs = config_differences({k: v for k, v in model_cfg.items() if k not in speed_only},

@@ -8,6 +8,7 @@ batched; the only Python loop is over batches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +19,7 @@ from pln.engine.units import UnitFeed
 from pln.errors import ConfigError
 from pln.eval.inference import predict_topk
 from pln.eval.metrics import compute_metrics
+from pln.model.pln import PLNOutput
 
 
 def strategy_keys(num_stages: int) -> list[str]:
@@ -100,11 +102,14 @@ def predict_split(
     nms_threshold: float,
     bf16: bool = False,
     feed: UnitFeed | None = None,
+    on_output: Callable[[PLNOutput, dict], None] | None = None,
 ) -> dict[str, SplitPredictions]:
     """Top-K moments of every query in ``loader`` for each strategy key.
 
     ``feed`` supplies the units ``[B, M, D]``; None builds one for ``loader.dataset`` from
     ``cfg.data`` (pass one when the same split is predicted repeatedly, e.g. every epoch).
+    ``on_output(output, batch)`` sees every batch's model output in the same pass (e.g. to sum
+    the validation loss).
     """
     model.eval()
     if feed is None:
@@ -117,6 +122,8 @@ def predict_split(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             output = model(units, batch["words"], batch["lengths"])
         output = output._replace(scores=[s.float() for s in output.scores])
+        if on_output is not None:
+            on_output(output, batch)
         for key in keys:
             strategy, stage = parse_key(key)
             spans, scores, valid = predict_topk(

@@ -1,7 +1,9 @@
 """`pln train`: one experiment (dataset, model variant, seed) into one run folder.
 
 The loop is resumable at epoch granularity: every epoch ends with an atomic ``last.pt`` holding
-the model, the optimiser, the epoch history and the best-so-far record. The order of training
+the model, the optimiser, the plateau schedule (if any), the epoch history and the best-so-far
+record. Each step clips the gradient norm (``train.grad_clip_norm``); each validation also
+sums the validation loss, which drives the plateau schedule (``train.lr_plateau``). The order of training
 queries in epoch e depends only on (seed, e), so a run killed at any moment and restarted with
 the same command reaches bit-identical metrics on the CPU.
 
@@ -31,10 +33,11 @@ from pln.engine.checkpoint import check_model_config, load_checkpoint, save_chec
 from pln.engine.inference import predict_split, select_key, split_metrics, strategy_keys, to_device
 from pln.engine.outputs import write_predictions, write_score_maps
 from pln.digest import atomic_write_json_digested
+from pln.engine.recipe import ValidationLoss, backward_step, current_lr, make_optimizer, make_plateau
 from pln.engine.run_dir import RunDir, check_same_experiment, query_counts
 from pln.engine.run_lock import hold_run_lock
 from pln.engine.units import UnitFeed
-from pln.errors import ConfigError, TrainingError
+from pln.errors import CheckpointError, ConfigError, TrainingError
 from pln.eval.metrics import metric_name
 from pln.loss import joint_loss
 from pln.model import PLN
@@ -64,7 +67,7 @@ def _attach_log_file(path: Path) -> logging.Handler:
 def train_step(model: PLN, optimizer: torch.optim.Optimizer, units: torch.Tensor, batch: dict[str, Any],
                cfg: ExperimentConfig, lambdas: list[float]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """One optimisation step: forward (bf16 autocast with ``train.bf16``), the joint loss in fp32,
-    backward, optimiser step. Does not synchronise with the device.
+    backward, gradient clipping at ``train.grad_clip_norm``, optimiser step. Does not synchronise with the device.
 
     ``units [B, M, D]`` and ``batch`` (``words [B, L, E]``, ``lengths [B]``, ``ious``: one
     ``[B, N_t, N_t]`` map per stage) are on the model's device. Returns (total loss, loss per stage).
@@ -73,9 +76,7 @@ def train_step(model: PLN, optimizer: torch.optim.Optimizer, units: torch.Tensor
         output = model(units, batch["words"], batch["lengths"])
     output = output._replace(logits=[x.float() for x in output.logits])
     total, per_stage = joint_loss(output, batch["ious"], cfg.loss, lambdas)
-    optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    optimizer.step()
+    backward_step(model, optimizer, total, cfg.train.grad_clip_norm)
     return total, per_stage
 
 
@@ -91,6 +92,7 @@ def train_one_epoch(
     from tqdm import tqdm
 
     model.train()
+    lr = current_lr(optimizer)  # the rate of this epoch (the plateau schedule acts between epochs)
     if feed is None:
         feed = UnitFeed(loader.dataset, device, cfg.data, "train")
     log_every = max(1, cfg.train.log_every)
@@ -124,7 +126,7 @@ def train_one_epoch(
         check_finite(pending, epoch)
         means = (sums / max(seen, 1)).tolist()  # waits for the device: the epoch's work is done after it
     seconds = time.perf_counter() - t0
-    row = {"train_loss": float(means[0])}
+    row = {"lr": lr, "train_loss": float(means[0])}
     row.update({f"loss_stage{t + 1}": float(v) for t, v in enumerate(means[1:])})
     row["train_queries_per_s"] = seen / seconds if seconds > 0 else float("nan")
     row["train_seconds"] = seconds
@@ -206,7 +208,8 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
     datasets["val"].ious_in_items = datasets["test"].ious_in_items = False
 
     model = PLN(cfg.model).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    optimizer = make_optimizer(model, cfg.train)
+    plateau = make_plateau(optimizer, cfg.train.lr_plateau)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     start_epoch = 0
@@ -215,6 +218,10 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
         check_model_config(run.last, state, cfg.to_dict()["model"])
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if plateau is not None:
+            if state.get("scheduler") is None:
+                raise CheckpointError(f"{run.last}: holds no plateau schedule state; delete the run folder and retrain")
+            plateau.load_state_dict(state["scheduler"])
         history, best, start_epoch = list(state["history"]), state["best"], int(state["epoch"])
         log.info("resuming %s after epoch %d", run.root, start_epoch)
 
@@ -228,10 +235,14 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update(train_one_epoch(model, loader, optimizer, cfg, device, epoch, lambdas, feeds["train"]))
         t0 = time.perf_counter()
+        val_loss = ValidationLoss(cfg.loss, lambdas)
         val = predict_split(model, val_loader, cfg, device, [default_key], nms, cfg.train.bf16,
-                            feeds["val"])[default_key]
+                            feeds["val"], on_output=val_loss)[default_key]
         val_metrics = split_metrics(val, cfg)  # holds train.select_metric (check_before_training)
+        row["val_loss"] = val_loss.mean()
         row.update({f"val_{k}": v for k, v in val_metrics.items()})
+        if plateau is not None:
+            plateau.step(row["val_loss"])
         row["val_seconds"] = time.perf_counter() - t0
         history.append(row)
         value = val_metrics[cfg.train.select_metric]
@@ -239,10 +250,11 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
         if improved:
             best = {"epoch": epoch + 1, "value": value}
         state = {"config": cfg.to_dict(), "epoch": epoch + 1, "model": model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "history": history, "best": best}
+                 "optimizer": optimizer.state_dict(), "history": history, "best": best,
+                 "scheduler": plateau.state_dict() if plateau is not None else None}
         # best.pt before last.pt: a kill between the two only repeats this (deterministic) epoch.
         if improved:
-            save_checkpoint(run.best, {**state, "optimizer": None})
+            save_checkpoint(run.best, {**state, "optimizer": None, "scheduler": None})
         save_checkpoint(run.last, state)
         _write_epochs(run, history)
         log.info("epoch %d: loss %.4f, val %s %.2f%s, %.1f queries/s", epoch + 1, row["train_loss"],

@@ -3,7 +3,9 @@
 One video encoder and one sentence encoder serve every stage. Stage ``t`` pools the units into
 ``N_t`` clips, modulates them with the CFM (``t > 1``), builds the sparse 2D map, fuses it with
 the sentence, merges the upsampled ``H^{t-1}`` by an element-wise max (``t > 1``), runs the
-(shared) ConvNet and predicts one logit per cell. A one-stage model is 2D-TAN.
+(shared) ConvNet and predicts one logit per cell. A one-stage model is one localization branch,
+2D-TAN's architecture: with 2D-TAN's ConvNet and labels it is the official 2D-TAN baseline
+(Tables 2-3); with the paper's 2 conv layers and eq. 7 labels, PLN's own one-stage model (Table 5).
 """
 
 from __future__ import annotations
@@ -46,18 +48,19 @@ class PLN(nn.Module):
         stages = len(self.clips)
         self.video = VideoEncoder(cfg)
         self.query = QueryEncoder(cfg)
-        heads = 1 if cfg.share_heads else stages
-        self.fusions = nn.ModuleList(Fusion(h, c) for _ in range(heads))
-        self.cfms = nn.ModuleList(CFM(h, c) for _ in range(stages - 1)) if cfg.use_cfm else None
+        self.fusions = nn.ModuleList(Fusion(h, c) for _ in range(1 if cfg.share_fusion else stages))
+        self.cfms = nn.ModuleList(
+            CFM(h, c, cfg.cfm_projection) for _ in range(stages - 1)) if cfg.use_cfm else None
         self.ucs = nn.ModuleList(
-            UpsamplingConnection(c, self.clips[t - 1], self.clips[t], cfg.upsample_mode)
+            UpsamplingConnection(c, self.clips[t - 1], self.clips[t], cfg.upsample_mode,
+                                 cfg.uc_layout(t)[0], cfg.uc_relu)
             for t in range(1, stages)) if cfg.use_uc else None
         self.convnets = nn.ModuleList(
             MapConvNet(c, cfg.conv_layers, cfg.conv_kernel, cfg.conv_padding, cfg.conv_count_norm,
                        banded=cfg.conv_banded, block=cfg.conv_block,
                        channels_last=cfg.conv_channels_last)
             for _ in range(1 if cfg.share_convnet else stages))
-        self.predictors = nn.ModuleList(Predictor(c) for _ in range(heads))
+        self.predictors = nn.ModuleList(Predictor(c) for _ in range(1 if cfg.share_predictor else stages))
         for t, n in enumerate(self.clips):
             self.register_buffer(f"mask_{t}", valid_mask(n), persistent=False)
 

@@ -40,11 +40,14 @@ class CFM(nn.Module):
 
     ``h = max`` of ``prev`` over its valid cells ``[B, C]``; ``a_i = sigmoid(W_r (h * c_i) + b_r)``;
     ``c_i <- c_i * a_i``. When ``C != H`` the pooled vector is first mapped to ``H`` by a linear
-    layer (with the paper's equal widths there is none).
+    layer (``projection="linear"``; with the paper's equal widths there is none, and
+    ``projection="none"`` refuses unequal ones).
     """
 
-    def __init__(self, hidden: int, channels: int) -> None:
+    def __init__(self, hidden: int, channels: int, projection: Literal["linear", "none"] = "linear") -> None:
         super().__init__()
+        if channels != hidden and projection == "none":
+            raise ValueError(f"CFM: {channels} channels != hidden {hidden} and no projection")
         self.proj = nn.Linear(channels, hidden) if channels != hidden else nn.Identity()
         self.gate = nn.Linear(hidden, hidden)
 
@@ -56,24 +59,37 @@ class CFM(nn.Module):
 
 
 class UpsamplingConnection(nn.Module):
-    """``log2(N / N_prev)`` blocks of [upsample x2, 3x3 conv + ReLU, 3x3 conv + ReLU].
+    """``blocks`` blocks of [upsample x2, 3x3 conv + ReLU, 3x3 conv + ReLU] -> ``[B, C, N, N]``.
 
-    ``prev [B, C, N_prev, N_prev] -> [B, C, N, N]``; with equal sizes it is the identity.
+    ``prev [B, C, N_prev, N_prev]``. The first ``log2(N / N_prev)`` blocks upsample, the others
+    keep the size; ``blocks=None`` is ``log2(N / N_prev)`` (with equal sizes: none, the identity).
+    ``relu=False`` drops the ReLUs. Every block is five modules (an upsampling layer or identity,
+    conv, ReLU or identity, conv, ReLU or identity), so parameter names do not depend on them.
     """
 
     def __init__(self, channels: int, n_prev: int, n: int,
-                 mode: Literal["nearest", "bilinear"] = "nearest") -> None:
+                 mode: Literal["nearest", "bilinear"] = "nearest", blocks: int | None = None,
+                 relu: bool = True) -> None:
         super().__init__()
         ratio = n // n_prev
         if n % n_prev or ratio & (ratio - 1):
             raise ValueError(f"UpsamplingConnection: {n} is not {n_prev} times a power of 2")
-        blocks = []
-        for _ in range(int(math.log2(ratio))):
-            up = (nn.Upsample(scale_factor=2, mode=mode) if mode == "nearest"
-                  else nn.Upsample(scale_factor=2, mode=mode, align_corners=False))
-            blocks += [up, nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
-                       nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]
-        self.blocks = nn.Sequential(*blocks)
+        ups = int(math.log2(ratio))
+        count = ups if blocks is None else blocks
+        if count < ups:
+            raise ValueError(f"UpsamplingConnection: {count} blocks cannot upsample {n_prev} to {n}")
+        layers: list[nn.Module] = []
+        for b in range(count):
+            if b >= ups:
+                up: nn.Module = nn.Identity()
+            elif mode == "nearest":
+                up = nn.Upsample(scale_factor=2, mode=mode)
+            else:
+                up = nn.Upsample(scale_factor=2, mode=mode, align_corners=False)
+            act = nn.ReLU if relu else nn.Identity
+            layers += [up, nn.Conv2d(channels, channels, 3, padding=1), act(),
+                       nn.Conv2d(channels, channels, 3, padding=1), act()]
+        self.blocks = nn.Sequential(*layers)
 
     @property
     def num_blocks(self) -> int:

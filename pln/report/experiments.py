@@ -182,7 +182,7 @@ class Plan:
         return f"{used} ({note})" if note else used
 
     def model_note(self, model: str) -> str:
-        """The model's size and training budget in one line, from its resolved config."""
+        """The model's size, training budget and recipe in one line, from its resolved config."""
         cfg = config_from_dict(self.run_configs[self.config_name(self.runs(model)[0])])
         if self.kind(model) == "prior":
             return f"{model}: prior-only baseline (most common training moment, no learning)"
@@ -199,6 +199,11 @@ class Plan:
         parts += [f"labels {label}", f"{t.max_epochs} epochs max"]
         if t.max_train_batches is not None:
             parts.append(f"{t.max_train_batches} batches/epoch")
+        parts.append(f"Adam lr {t.lr:g}, batch {t.batch_size}")
+        parts.append(f"grad clip {t.grad_clip_norm:g}" if t.grad_clip_norm is not None else "no grad clip")
+        if t.lr_plateau is not None:
+            parts.append(f"lr plateau on val loss (x{t.lr_plateau.factor:g}, patience {t.lr_plateau.patience})")
+        parts.append("bf16" if t.bf16 else "fp32")
         parts.append(f"seeds {', '.join(map(str, self.seeds(model)))}")
         return f"{model}: " + ", ".join(parts)
 

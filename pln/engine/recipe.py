@@ -1,0 +1,74 @@
+"""The optimisation recipe (SPEC section 4): Adam, gradient-norm clipping after every backward
+pass and an optional plateau schedule on the validation loss, as in 2D-TAN's training code.
+
+- :func:`make_optimizer` -- Adam at ``train.lr`` with ``train.weight_decay``;
+- :func:`backward_step` -- zero the gradients, backward, clip the norm of all of them at
+  ``train.grad_clip_norm``, step;
+- :func:`make_plateau` -- ``ReduceLROnPlateau`` (mode ``min``) from ``train.lr_plateau``, or None;
+- :class:`ValidationLoss` -- the joint loss of a split, summed in the pass that predicts it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from pln.config import LossConfig, PlateauConfig, TrainConfig
+from pln.loss import cell_ious, joint_loss
+from pln.model.pln import PLNOutput
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam over every parameter of ``model``."""
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def backward_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+                  grad_clip_norm: float | None) -> None:
+    """One update from the scalar ``loss``: the gradients of all parameters are rescaled so that
+    their joint L2 norm is at most ``grad_clip_norm`` (None: not clipped) before the step. Does
+    not synchronise with the device."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
+    optimizer.step()
+
+
+def make_plateau(optimizer: torch.optim.Optimizer, cfg: PlateauConfig | None) -> ReduceLROnPlateau | None:
+    """The plateau schedule, stepped with the validation loss after every validation; None when
+    ``train.lr_plateau`` is null."""
+    if cfg is None:
+        return None
+    return ReduceLROnPlateau(optimizer, mode="min", factor=cfg.factor, patience=cfg.patience)
+
+
+def current_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The learning rate of the (single) parameter group."""
+    return float(optimizer.param_groups[0]["lr"])
+
+
+class ValidationLoss:
+    """Accumulates the joint loss (eq. 8) of every batch a predictor sees; :meth:`mean` is the
+    query-weighted mean. Labels come from the batch's ground truth (``gt [B, 2]``, ``duration
+    [B]``) through :func:`pln.loss.cell_ious`, so the split's items need not carry IoU maps.
+    Sums stay on the device until :meth:`mean`."""
+
+    def __init__(self, cfg: LossConfig, lambdas: list[float]) -> None:
+        self.cfg, self.lambdas = cfg, lambdas
+        self.total: torch.Tensor | None = None
+        self.count = 0
+
+    def __call__(self, output: PLNOutput, batch: dict) -> None:
+        ious = [cell_ious(batch["gt"], batch["duration"], mask.shape[-1]) for mask in output.masks]
+        logits = [x.float() for x in output.logits]
+        total, _ = joint_loss(output._replace(logits=logits), ious, self.cfg, self.lambdas)
+        b = int(batch["gt"].shape[0])
+        weighted = b * total.detach().double()
+        self.total = weighted if self.total is None else self.total + weighted
+        self.count += b
+
+    def mean(self) -> float:
+        """Mean loss over the queries seen (NaN when none)."""
+        return float(self.total.item()) / self.count if self.count else float("nan")

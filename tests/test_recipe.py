@@ -1,0 +1,135 @@
+"""The training recipe (pln.engine.recipe): gradient-norm clipping, the plateau schedule on the
+validation loss, the validation loss itself, and the config keys that set them."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from pln.config import LossConfig, PlateauConfig, TrainConfig, config_from_dict
+from pln.data.dataset import build_dataset, make_loader
+from pln.engine.recipe import ValidationLoss, backward_step, current_lr, make_optimizer, make_plateau
+from pln.engine.units import UnitFeed
+from pln.errors import ConfigError
+from pln.loss import joint_loss
+from pln.model import PLN
+from test_model_pln import tiny_batch, tiny_cfg
+
+
+def _loss(model: PLN, scale: float) -> torch.Tensor:
+    out = model(*tiny_batch(model.cfg))
+    return scale * sum((s[:, m] - 0.7).pow(2).sum() for s, m in zip(out.scores, out.masks))
+
+
+def _grad_norm(model: torch.nn.Module) -> float:
+    return math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in model.parameters() if p.grad is not None))
+
+
+@pytest.mark.parametrize("scale", [1e4, 1e-3], ids=["large", "small"])
+def test_backward_step_clips_the_gradient_norm_at_10(scale):
+    torch.manual_seed(0)
+    model = PLN(tiny_cfg([8, 16], num_units=32))
+    reference = copy.deepcopy(model)
+    lr = 0.05
+    # Reference: plain gradients, rescaled by hand to norm min(norm, 10), then an SGD step.
+    _loss(reference, scale).backward()
+    norm = _grad_norm(reference)
+    factor = min(1.0, 10.0 / norm)
+    expected = {n: p.detach() - lr * factor * p.grad for n, p in reference.named_parameters()}
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    backward_step(model, optimizer, _loss(model, scale), grad_clip_norm=10.0)
+    assert _grad_norm(model) == pytest.approx(min(norm, 10.0), rel=1e-5)
+    if scale > 1:
+        assert norm > 100  # the case really clips
+    else:
+        assert norm < 10  # the case leaves the gradients as they are
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.detach(), expected[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_backward_step_without_clipping_keeps_the_norm():
+    torch.manual_seed(0)
+    model = PLN(tiny_cfg([8, 16], num_units=32))
+    reference = copy.deepcopy(model)
+    _loss(reference, 1e4).backward()
+    backward_step(model, torch.optim.SGD(model.parameters(), lr=0.0), _loss(model, 1e4), grad_clip_norm=None)
+    assert _grad_norm(model) == pytest.approx(_grad_norm(reference), rel=1e-6)
+    assert _grad_norm(model) > 10
+
+
+def test_plateau_multiplies_lr_by_factor_after_patience_plus_one_bad_validations():
+    model = PLN(tiny_cfg([8], num_units=32))
+    optimizer = make_optimizer(model, TrainConfig(lr=1e-4))
+    plateau = make_plateau(optimizer, PlateauConfig(factor=0.8, patience=3))
+    lrs = []
+    for loss in [1.0, 1.0, 1.2, 1.0, 1.1]:  # the best, then 4 (= patience + 1) without improvement
+        plateau.step(loss)
+        lrs.append(current_lr(optimizer))
+    assert lrs[:4] == [1e-4] * 4
+    assert lrs[4] == pytest.approx(0.8e-4)
+    # An improvement resets the count: 3 more bad ones keep the rate, the 4th cuts it again.
+    plateau.step(0.5)
+    for _ in range(3):
+        plateau.step(0.6)
+    assert current_lr(optimizer) == pytest.approx(0.8e-4)
+    plateau.step(0.6)
+    assert current_lr(optimizer) == pytest.approx(0.64e-4)
+
+
+def test_plateau_state_round_trips():
+    model = PLN(tiny_cfg([8], num_units=32))
+    optimizer = make_optimizer(model, TrainConfig())
+    plateau = make_plateau(optimizer, PlateauConfig(patience=1))
+    for loss in [1.0, 2.0]:
+        plateau.step(loss)
+    state = plateau.state_dict()
+    fresh = make_plateau(make_optimizer(model, TrainConfig()), PlateauConfig(patience=1))
+    fresh.load_state_dict(state)
+    assert fresh.num_bad_epochs == 1 and fresh.best == 1.0
+    assert make_plateau(optimizer, None) is None
+
+
+def test_validation_loss_equals_the_training_loss_of_the_same_batches(tmp_path):
+    cfg = config_from_dict({
+        "data": {"dataset": "synthetic-charades", "synthetic": {"scale": 0.05, "feature_dim": 16},
+                 "data_dir": str(tmp_path / "data"), "cache_dir": str(tmp_path / "cache")},
+        "model": {"feature_dim": 16, "num_units": 32, "hidden": 8, "word_dim": 50, "lstm_layers": 1,
+                  "clips": [8, 16], "conv_layers": 1, "conv_kernel": 3, "conv_channels": 8},
+    })
+    dataset = build_dataset(cfg, "val")  # items carry the IoU maps the training uses
+    torch.manual_seed(0)
+    model = PLN(cfg.model).eval()
+    lambdas = cfg.loss.resolved_lambdas(2)
+    meter = ValidationLoss(cfg.loss, lambdas)
+    feed = UnitFeed(dataset, torch.device("cpu"), cfg.data, "val")
+    weighted, count = 0.0, 0
+    with torch.no_grad():
+        for batch in make_loader(dataset, 8, shuffle=False):
+            out = model(feed.units(batch), batch["words"], batch["lengths"])
+            meter(out, batch)
+            total, _ = joint_loss(out, batch["ious"], cfg.loss, lambdas)
+            weighted += float(total) * len(batch["lengths"])
+            count += len(batch["lengths"])
+    assert meter.count == count == len(dataset)
+    assert meter.mean() == pytest.approx(weighted / count, rel=1e-5)
+    assert math.isnan(ValidationLoss(LossConfig(), [1.0]).mean())
+
+
+def test_recipe_keys_are_typed_and_validated():
+    cfg = config_from_dict({"train": {"lr_plateau": {}}})
+    assert cfg.train.lr_plateau == PlateauConfig(factor=0.8, patience=20)
+    assert cfg.train.grad_clip_norm == 10.0 and cfg.train.weight_decay == 0.0
+    assert config_from_dict({}).train.lr_plateau is None
+    assert config_from_dict({"train": {"grad_clip_norm": None}}).train.grad_clip_norm is None
+    bad = [({"grad_clip_norm": 0}, r"train\.grad_clip_norm must be > 0"),
+           ({"lr_plateau": {"factor": 1.0}}, r"train\.lr_plateau\.factor must be in \(0, 1\)"),
+           ({"lr_plateau": {"patience": -1}}, r"train\.lr_plateau\.patience must be in \[0, 10000\]"),
+           ({"lr_plateau": {"cooldown": 1}}, r"unknown config key 'train\.lr_plateau\.cooldown'"),
+           ({"weight_decay": 1.5}, r"train\.weight_decay must be in \[0, 1\)")]
+    for train, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            config_from_dict({"train": train})
