@@ -106,6 +106,12 @@ class FeatureStore:
             return int(self._dataset(key).shape[1])
         raise DataError(f"{self.path}: the HDF5 file holds no video features")
 
+    def signature(self) -> dict:
+        """Changes whenever the file is replaced (cache key)."""
+        from pln.data.cache import file_signature
+
+        return file_signature(self.path)
+
     def has(self, video_id: str) -> bool:
         """Whether the file holds features for ``video_id``."""
         return self._key(video_id) is not None

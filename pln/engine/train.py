@@ -29,7 +29,7 @@ from pln.devices import claim_device, tune_backends
 from pln.engine.gpu_util import UtilisationSampler, nvml_reader
 from pln.engine.checkpoint import check_model_config, load_checkpoint, save_checkpoint
 from pln.engine.inference import predict_split, split_metrics, strategy_keys, to_device
-from pln.engine.outputs import write_predictions, write_score_maps
+from pln.engine.outputs import write_predictions, write_predictions_jsonl, write_score_maps
 from pln.engine.run_dir import RunDir, check_same_experiment
 from pln.engine.units import UnitFeed
 from pln.errors import ConfigError, TrainingError
@@ -245,6 +245,7 @@ def finish_run(cfg: ExperimentConfig, run: RunDir, device: torch.device, test_ds
     seconds = time.perf_counter() - t0
     default_key = keys[cfg.eval.stage % cfg.model.num_stages] if cfg.eval.strategy == "1" else "strategy2"
     write_predictions(run.predictions, preds[default_key], test_ds)
+    write_predictions_jsonl(run.predictions_jsonl, preds[default_key], test_ds)
     write_score_maps(run.score_maps, model, test_ds, preds[default_key], cfg, device, feed)
     result = {
         "run": {
