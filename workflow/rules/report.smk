@@ -1,4 +1,6 @@
-# The summary page results/README.md: links every table and figure.
+# The summary page results/README.md (links every table and figure) and the run settings
+# results/settings.yaml. `snakemake --report results/report.html` (after the main job) gathers every
+# output marked report(...): tables, figures, settings, each with its caption (workflow/report/).
 
 
 rule summary:
@@ -16,3 +18,16 @@ rule summary:
         "../envs/pln.yaml"
     script:
         "../scripts/make_summary.py"
+
+
+rule settings:
+    input:
+        SETTING_MARK,
+    output:
+        report(SETTINGS, caption="../report/settings.rst", category="Run settings"),
+    params:
+        spec=settings_spec(PLAN),
+    log:
+        f"logs/{PLAN.setting}/settings.log",
+    run:
+        write_settings(params.spec, output[0], log[0])
