@@ -141,7 +141,7 @@ def test_a_jsonl_dataset_enters_a_table(tmp_path):
     from pln.data.jsonl_example import write_example
 
     write_example(tmp_path / "ex", scale=0.05)
-    paths = {"datasets": {"mine": {"config": {"data": {"annotation_dir": str(tmp_path / "ex" / "annotations"),
+    paths = {"datasets": {"jsonl-example": {"config": {"data": {"annotation_dir": str(tmp_path / "ex" / "annotations"),
                                                        "feature_dir": str(tmp_path / "ex" / "features")}}}},
              "tables_dir": str(tmp_path / "tables")}
     (tmp_path / "paths.yaml").write_text(yaml.safe_dump(paths))
@@ -174,8 +174,8 @@ def test_jsonl_example_workflow_trains_and_tabulates(tmp_path):
     result = run("--cores", "2", "results/jsonl-example/tables/table2.csv", *JSONL_OVERLAY)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     table = (work / "results" / "jsonl-example" / "tables" / "table2.csv").read_text()
-    assert "mine-pln2" in table and "mine-tan" in table and "mine-prior" in table
-    assert (work / "runs" / "jsonl-example" / "mine-pln2" / "seed0" / "predictions.jsonl").is_file()
+    assert "jsonl-pln2" in table and "jsonl-tan" in table and "jsonl-prior" in table
+    assert (work / "runs" / "jsonl-example" / "jsonl-pln2" / "seed0" / "predictions.jsonl").is_file()
 
 
 @pytest.mark.slow
