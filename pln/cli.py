@@ -124,6 +124,29 @@ def cmd_example_jsonl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pln.config import IOU_THRESHOLDS, NMS_THRESHOLDS
+    from pln.errors import ConfigError
+    from pln.eval.compare import compare_files
+    from pln.utils import atomic_write
+
+    if args.against:
+        a_files, b_files = args.predictions, args.against
+    elif len(args.predictions) == 2:
+        a_files, b_files = args.predictions[:1], args.predictions[1:]
+    else:
+        raise ConfigError("pln compare: give A.jsonl B.jsonl, or A's files then --against B's files "
+                          "(one prediction file per seed)")
+    frame = compare_files(a_files, b_files, args.annotations, args.protocol,
+                          args.nms if args.nms is not None else NMS_THRESHOLDS[args.dataset],
+                          args.iou or list(IOU_THRESHOLDS[args.dataset]), args.metric, n_boot=args.n_boot,
+                          seed=args.seed, min_seeds=args.min_seeds)
+    if args.out:
+        atomic_write(args.out, lambda tmp: frame.to_csv(tmp, index=False))
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from pln.bench import main as bench_main
 
@@ -201,6 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
     with_scoring(p)
     p.add_argument("--out", help="folder for score.json and per_query.csv")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("compare", help="paired effect of two methods from their prediction files (seeds aware)")
+    p.add_argument("predictions", nargs="+",
+                   help="A.jsonl B.jsonl; or method A's files (one per seed) when --against is given")
+    p.add_argument("--against", nargs="+", help="method B's prediction files (one per seed)")
+    with_scoring(p)
+    p.add_argument("--metric", nargs="+", help="metrics to compare (default: every metric of the protocol)")
+    p.add_argument("--n-boot", type=int, default=2000, help="draws of the interval method (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the interval method")
+    p.add_argument("--min-seeds", type=int, default=3,
+                   help="seeds per method below which the effect is not testable (default 3, as the tables)")
+    p.add_argument("--out", help="also write the comparison as CSV here")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("example-jsonl", help="write a small generated dataset in the JSONL layout")
     p.add_argument("out", help="folder: annotations/{train,test}.jsonl and features/<vid>.npz")

@@ -136,3 +136,43 @@ def test_cli_writes_per_query_outcomes(files, capsys):
     bad = write_jsonl(tmp / "bad.jsonl", [{"qid": 1}])
     assert main(["score", str(bad), "--annotations", str(gt)]) == 2
     assert "pred_relevant_windows" in capsys.readouterr().err
+
+
+def seed_files(tmp, name, tops):
+    """One prediction file per seed: ``tops[s][q]`` the top-1 window of query q."""
+    paths = []
+    for s, top in enumerate(tops):
+        rows = [{"qid": q, "pred_relevant_windows": [[*w, 1.0]]} for q, w in enumerate(top)]
+        paths.append(write_jsonl(tmp / f"{name}{s}.jsonl", rows))
+    return paths
+
+
+def test_compare_is_the_paired_effect_of_the_per_query_outcomes(tmp_path, capsys):
+    from pln.eval.compare import compare_files
+    from pln.stats import paired_effect
+
+    gt = write_jsonl(tmp_path / "gt.jsonl", [
+        {"qid": q, "query": "x", "vid": "v", "duration": 100.0, "relevant_windows": [[10 * q, 10 * q + 10]]}
+        for q in range(4)])
+    hit = lambda q: [10 * q, 10 * q + 10]  # noqa: E731
+    miss = lambda q: [90, 100]  # noqa: E731
+    a = seed_files(tmp_path, "a", [[hit(0), hit(1), hit(2), miss(3)], [hit(0), hit(1), miss(2), miss(3)],
+                                   [hit(0), hit(1), hit(2), hit(3)]])
+    b = seed_files(tmp_path, "b", [[hit(0), miss(1), miss(2), miss(3)], [miss(0), miss(1), miss(2), miss(3)],
+                                   [hit(0), hit(1), miss(2), miss(3)]])
+    frame = compare_files(a, b, gt, "2dtan", metrics=["R1@0.5"], n_boot=500, seed=1)
+    row = frame.iloc[0]
+    ta = np.array([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]]) * 100.0
+    tb = np.array([[1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 0, 0]]) * 100.0
+    want = paired_effect(ta, tb, n_boot=500, seed=1, min_seeds=3)
+    assert row["effect"] == pytest.approx(75.0 - 25.0) == pytest.approx(want.estimate)
+    assert (row["low"], row["high"]) == pytest.approx((want.low, want.high)) and bool(row["testable"])
+    # the two-file shorthand: one seed each, an estimate but no interval, not testable
+    assert main(["compare", str(a[0]), str(b[0]), "--annotations", str(gt), "--protocol", "moment-detr",
+                 "--metric", "R1@0.5", "mAP", "--out", str(tmp_path / "cmp.csv")]) == 0
+    out = (tmp_path / "cmp.csv").read_text().splitlines()
+    assert out[0].startswith("metric,mean_a,mean_b,effect") and out[1].startswith("R1@0.5,75.0,25.0,50.0")
+    assert main(["compare", str(a[0]), "--annotations", str(gt)]) == 2
+    assert main(["compare", *map(str, a), "--against", *map(str, b), "--annotations", str(gt),
+                 "--metric", "nope"]) == 2
+    assert "not a metric of the 2dtan protocol" in capsys.readouterr().err
