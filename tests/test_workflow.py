@@ -133,7 +133,7 @@ def test_lint_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-JSONL_OVERLAY = ("--configfile", "config/smoke.yaml", "config/examples/jsonl.yaml")
+JSONL_OVERLAY = ("--configfile", "config/smoke.yaml", "config/jsonl-example.yaml")
 
 
 def test_a_jsonl_dataset_enters_a_table(tmp_path):
@@ -166,7 +166,7 @@ def copy_tree(tmp_path: Path) -> tuple[Path, object]:
 @pytest.mark.skipif(bool(os.environ.get("PLN_SKIP_SLOW")),
                     reason="PLN_SKIP_SLOW is set: the JSONL example workflow takes minutes")
 def test_jsonl_example_workflow_trains_and_tabulates(tmp_path):
-    """config/examples/jsonl.yaml as its header says: generate, then Table 2 on the JSONL data."""
+    """config/jsonl-example.yaml as its header says: generate, then Table 2 on the JSONL data."""
     work, run = copy_tree(tmp_path)
     made = subprocess.run([sys.executable, "-m", "pln.cli", "example-jsonl", "data/jsonl-example"], cwd=work,
                           capture_output=True, text=True, timeout=600)

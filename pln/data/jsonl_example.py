@@ -1,5 +1,5 @@
 """A small dataset in the JSONL layout, generated (``pln example-jsonl OUT``): the worked example
-of the README and the workflow's CI example (``config/examples/jsonl.yaml``).
+of the README (``config/examples/jsonl.yaml``) and the workflow's CI example (``config/jsonl-example.yaml``).
 
 It is the synthetic Charades-STA-shaped benchmark (:mod:`pln.data.synthetic`) at a small scale,
 converted: ``OUT/annotations/{train,test}.jsonl`` (no ``val.jsonl``, so val is a seeded share of
