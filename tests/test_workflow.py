@@ -193,7 +193,7 @@ def test_smoke_workflow_end_to_end(tmp_path):
     assert check.returncode == 0, check.stdout + check.stderr
     second = run("-n", "all", "--configfile", "config/smoke.yaml")
     assert "Nothing to be done" in second.stdout + second.stderr
-    report = run("--report", "results/report.html", "--configfile", "config/smoke.yaml")
+    report = run("--report", "results/report.html", "all", "--configfile", "config/smoke.yaml")
     assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
     html = (work / "results" / "report.html").read_text()
     smoke = yaml.safe_load((work / "config" / "smoke.yaml").read_text())

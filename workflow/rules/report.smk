@@ -1,5 +1,5 @@
 # The summary page results/README.md (links every table and figure) and the run settings
-# results/settings.yaml. `snakemake --report results/report.html` (after the main job) gathers every
+# results/settings.yaml. `snakemake --report results/report.html all` (after the main job) gathers every
 # output marked report(...): tables, figures, settings, each with its caption (workflow/report/).
 
 
