@@ -5,6 +5,7 @@
 #   snakemake --cores 8 all_figures         figures/fig{5,7,8}.{png,pdf}
 #   snakemake --cores 8 figures/fig7.png    one output: only the jobs it needs
 #   snakemake ... --configfile config/smoke.yaml   (or config/paper.yaml): an overlay on config.yaml
+#   snakemake --report results/report.html all   after `all`: every table, figure and the run settings
 #
 # The plan (runs, run configs, table rows) lives in pln.report.experiments; the rules below only
 # wire files together.
@@ -15,6 +16,9 @@ min_version("9.0")
 
 
 configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

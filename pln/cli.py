@@ -1,4 +1,5 @@
-"""The ``pln`` command line: train, evaluate, predict, baseline-prior, stats, generate, bench.
+"""The ``pln`` command line: train, evaluate, predict, baseline-prior, stats, generate,
+convert, score, compare, example-jsonl, bench.
 
 Each sub-command is a parser block in :func:`build_parser` and a ``cmd_*`` handler that imports
 its module inside the function, so ``pln --help`` (and argument errors) answer without loading
@@ -95,6 +96,68 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from pln.data.convert import convert
+
+    counts = convert(args.to, args.family, args.source, args.out)
+    print(json.dumps({"out": str(args.out), "to": args.to, "pairs": counts}, indent=2))
+    return 0
+
+
+def _score(args: argparse.Namespace, predictions: str):
+    from pln.config import IOU_THRESHOLDS, NMS_THRESHOLDS
+    from pln.eval.score import score_files
+
+    nms = args.nms if args.nms is not None else NMS_THRESHOLDS[args.dataset]
+    ious = args.iou or list(IOU_THRESHOLDS[args.dataset])
+    return score_files(predictions, args.annotations, args.protocol, nms, ranks=(1, 5), ious=ious)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from pln.utils import atomic_write, atomic_write_json
+
+    scored = _score(args, args.predictions)
+    result = {"protocol": scored.protocol, "metrics": scored.summary, **scored.info}
+    if args.out:
+        out = Path(args.out)
+        atomic_write_json(out / "score.json", result)
+        atomic_write(out / "per_query.csv", lambda tmp: scored.per_query.to_csv(tmp, index=False))
+    print(json.dumps({"protocol": scored.protocol, "queries": scored.info["queries"],
+                      "metrics": scored.summary}, indent=2))
+    return 0
+
+
+def cmd_example_jsonl(args: argparse.Namespace) -> int:
+    from pln.data.jsonl_example import write_example
+
+    counts = write_example(args.out, scale=args.scale, seed=args.seed)
+    print(json.dumps({"out": str(args.out), "queries": counts}, indent=2))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pln.config import IOU_THRESHOLDS, NMS_THRESHOLDS
+    from pln.errors import ConfigError
+    from pln.eval.compare import compare_files
+    from pln.utils import atomic_write
+
+    if args.against:
+        a_files, b_files = args.predictions, args.against
+    elif len(args.predictions) == 2:
+        a_files, b_files = args.predictions[:1], args.predictions[1:]
+    else:
+        raise ConfigError("pln compare: give A.jsonl B.jsonl, or A's files then --against B's files "
+                          "(one prediction file per seed)")
+    frame = compare_files(a_files, b_files, args.annotations, args.protocol,
+                          args.nms if args.nms is not None else NMS_THRESHOLDS[args.dataset],
+                          args.iou or list(IOU_THRESHOLDS[args.dataset]), args.metric, n_boot=args.n_boot,
+                          seed=args.seed, min_seeds=args.min_seeds)
+    if args.out:
+        atomic_write(args.out, lambda tmp: frame.to_csv(tmp, index=False))
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from pln.bench.run import main as bench_main
 
@@ -142,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-5 moments of one video for a sentence")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--features", required=True, help="HDF5 feature file (real or synthetic)")
+    p.add_argument("--features", required=True, help="HDF5 feature file (real or synthetic), or a folder of <vid>.npz / <vid>.npy")
     p.add_argument("--video", required=True, help="video id in the feature file")
     p.add_argument("--query", required=True, help="the sentence")
     p.add_argument("--duration", type=float, help="video length in seconds (default: from the annotations)")
@@ -164,6 +227,48 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate the synthetic dataset of a config")
     with_config(p)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("convert", help="2D-TAN annotation files to moment-DETR JSONL, or back")
+    p.add_argument("source", help="folder of the 2D-TAN files (--to jsonl) or of <split>.jsonl (--to 2dtan)")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--family", required=True, choices=["tacos", "activitynet", "charades"])
+    p.add_argument("--to", default="jsonl", choices=["jsonl", "2dtan"], help="target format (default jsonl)")
+    p.set_defaults(func=cmd_convert)
+
+    def with_scoring(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--annotations", required=True, help="ground truth: a JSONL annotation file")
+        p.add_argument("--protocol", default="2dtan", choices=["2dtan", "moment-detr"],
+                       help="2dtan: our evaluation (NMS, Rank@{1,5}, IoU > m); moment-detr: QVHighlights "
+                            "(R1 and mAP, IoU >= m, no NMS)")
+        p.add_argument("--dataset", default="jsonl", choices=["tacos", "activitynet", "charades", "jsonl"],
+                       help="2dtan: whose NMS threshold and IoU thresholds m (default jsonl: 0.5; 0.3, 0.5, 0.7)")
+        p.add_argument("--nms", type=float, help="2dtan: NMS threshold (default: the dataset's)")
+        p.add_argument("--iou", type=float, nargs="+", help="2dtan: IoU thresholds m (default: the dataset's)")
+
+    p = sub.add_parser("score", help="score a prediction JSONL file (any method) against JSONL annotations")
+    p.add_argument("predictions", help="JSONL: {qid, pred_relevant_windows: [[start, end, score], ...]} per line")
+    with_scoring(p)
+    p.add_argument("--out", help="folder for score.json and per_query.csv")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("compare", help="paired effect of two methods from their prediction files (seeds aware)")
+    p.add_argument("predictions", nargs="+",
+                   help="A.jsonl B.jsonl; or method A's files (one per seed) when --against is given")
+    p.add_argument("--against", nargs="+", help="method B's prediction files (one per seed)")
+    with_scoring(p)
+    p.add_argument("--metric", nargs="+", help="metrics to compare (default: every metric of the protocol)")
+    p.add_argument("--n-boot", type=int, default=2000, help="draws of the interval method (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the interval method")
+    p.add_argument("--min-seeds", type=int, default=3,
+                   help="seeds per method below which the effect is not testable (default 3, as the tables)")
+    p.add_argument("--out", help="also write the comparison as CSV here")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("example-jsonl", help="write a small generated dataset in the JSONL layout")
+    p.add_argument("out", help="folder: annotations/{train,test}.jsonl and features/<vid>.npz")
+    p.add_argument("--scale", type=float, default=0.1, help="size (synthetic Charades-STA scale, default 0.1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_example_jsonl)
 
     p = sub.add_parser("bench", help="throughput, memory, parameters and FLOPs of the paper's configurations")
     add_bench_arguments(p)

@@ -27,12 +27,14 @@ DATASETS = (
     "synthetic-tacos",
     "synthetic-activitynet",
     "synthetic-charades",
+    "jsonl",  # any dataset in the moment-DETR / QVHighlights JSONL format (pln.data.jsonl)
 )
 
 # NMS thresholds per dataset family (SPEC section 5).
-NMS_THRESHOLDS = {"tacos": 0.4, "activitynet": 0.5, "charades": 0.45}
+NMS_THRESHOLDS = {"tacos": 0.4, "activitynet": 0.5, "charades": 0.45, "jsonl": 0.5}  # jsonl: [choice]
 # IoU thresholds m reported per dataset family (SPEC section 5).
-IOU_THRESHOLDS = {"tacos": (0.1, 0.3, 0.5, 0.7), "activitynet": (0.3, 0.5, 0.7), "charades": (0.3, 0.5, 0.7)}
+IOU_THRESHOLDS = {"tacos": (0.1, 0.3, 0.5, 0.7), "activitynet": (0.3, 0.5, 0.7), "charades": (0.3, 0.5, 0.7),
+                  "jsonl": (0.3, 0.5, 0.7)}
 # Placement policies of a split's unit table (DataConfig.units_on_device).
 UNITS_ON_DEVICE = ("auto", "always", "never")
 # Joint-loss weights lambda_t per number of stages (SPEC section 4, paper eq. 8).
@@ -198,13 +200,14 @@ class DataConfig:
     dataset: str = "synthetic-tacos"
     annotation_dir: str | None = None  # real data: folder with the 2D-TAN annotation files
     feature_file: str | None = None  # real data: the HDF5 feature file
+    feature_dir: str | None = None  # jsonl only, instead of feature_file: <vid>.npz / <vid>.npy per video
     feature_kind: Literal["c3d", "vgg", "i3d"] = "c3d"
     glove: str | None = None  # glove.6B.300d.txt; None: built-in GloVe 6B 50-d
     strip_punctuation: bool = True  # [choice] 2D-TAN does not strip
     data_dir: str = "data"  # synthetic datasets are generated under here
     cache_dir: str = "cache"  # unit features, word ids and labels are cached here
     num_workers: int = 0
-    charades_val_fraction: float = 0.1  # [choice] Charades-STA has no val split
+    charades_val_fraction: float = 0.1  # [choice] Charades-STA (and a JSONL folder without val.jsonl) has no val split
     charades_val_seed: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     # Where a split's unit table [V, M, D] lives while a model runs over it (pln.engine.units):
@@ -230,6 +233,11 @@ class DataConfig:
                 raise ConfigError(f"data.annotation_dir is required for the real dataset {self.dataset!r}")
         elif self.synthetic.mode == "real-annotations" and not self.annotation_dir:
             raise ConfigError("data.annotation_dir is required when data.synthetic.mode is 'real-annotations'")
+        if self.feature_dir is not None and self.dataset != "jsonl":
+            raise ConfigError(f"data.feature_dir is for data.dataset 'jsonl' only; {self.dataset!r} reads "
+                              "data.feature_file")
+        if self.feature_dir is not None and self.feature_file is not None:
+            raise ConfigError("data.feature_dir and data.feature_file are both set; give one of them")
         if not 0.0 < self.charades_val_fraction < 1.0:
             raise ConfigError("data.charades_val_fraction must be in (0, 1)")
         if self.num_workers < 0:

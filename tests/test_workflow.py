@@ -168,12 +168,24 @@ def test_lint_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(bool(os.environ.get("PLN_SKIP_SLOW")),
-                    reason="PLN_SKIP_SLOW is set: the end-to-end smoke workflow takes minutes")
-def test_smoke_workflow_end_to_end(tmp_path):
-    """The whole DAG on config/smoke.yaml in a copy of the tree, then the output checker; a
-    second call has nothing to do."""
+JSONL_OVERLAY = ("--configfile", "config/smoke.yaml", "config/jsonl-example.yaml")
+
+
+def test_a_jsonl_dataset_enters_a_table(tmp_path):
+    """The example overlay's JSONL dataset (generated here) plans its runs like a built-in one."""
+    from pln.data.jsonl_example import write_example
+
+    write_example(tmp_path / "ex", scale=0.05)
+    paths = {"datasets": {"jsonl-example": {"config": {"data": {"annotation_dir": str(tmp_path / "ex" / "annotations"),
+                                                       "feature_dir": str(tmp_path / "ex" / "features")}}}},
+             "tables_dir": str(tmp_path / "tables")}
+    (tmp_path / "paths.yaml").write_text(yaml.safe_dump(paths))
+    counts = dry_run(str(tmp_path / "tables" / "table2.csv"), *JSONL_OVERLAY, str(tmp_path / "paths.yaml"))
+    assert counts == {"run_config": 4, "stats": 1, "train": 2, "prior": 1, "table": 1}
+
+
+def copy_tree(tmp_path: Path) -> tuple[Path, object]:
+    """A copy of the tree without run outputs, and a snakemake runner in it."""
     work = tmp_path / "repo"
     ignore = shutil.ignore_patterns(".venv", ".git", ".snakemake", "runs", "data", "cache", "logs", "benchmarks",
                                     "__pycache__", "*.egg-info")
@@ -182,6 +194,33 @@ def test_smoke_workflow_end_to_end(tmp_path):
         stale.unlink()
     run = lambda *args: subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=work, capture_output=True,
                                        text=True, timeout=1800)
+    return work, run
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(os.environ.get("PLN_SKIP_SLOW")),
+                    reason="PLN_SKIP_SLOW is set: the JSONL example workflow takes minutes")
+def test_jsonl_example_workflow_trains_and_tabulates(tmp_path):
+    """config/jsonl-example.yaml as its header says: generate, then Table 2 on the JSONL data."""
+    work, run = copy_tree(tmp_path)
+    made = subprocess.run([sys.executable, "-m", "pln.cli", "example-jsonl", "data/jsonl-example"], cwd=work,
+                          capture_output=True, text=True, timeout=600)
+    assert made.returncode == 0, made.stderr
+    result = run("--cores", "2", "results/jsonl-example/tables/table2.csv", *JSONL_OVERLAY)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    table = (work / "results" / "jsonl-example" / "tables" / "table2.csv").read_text()
+    assert "jsonl-pln2" in table and "jsonl-tan" in table and "jsonl-prior" in table
+    assert (work / "runs" / "jsonl-example" / "jsonl-pln2" / "seed0" / "predictions.jsonl").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(os.environ.get("PLN_SKIP_SLOW")),
+                    reason="PLN_SKIP_SLOW is set: the end-to-end smoke workflow takes minutes")
+def test_smoke_workflow_end_to_end(tmp_path):
+    """The whole DAG on config/smoke.yaml in a copy of the tree, then the output checker; a
+    second call has nothing to do; then Snakemake's report holds every table, figure and the
+    run settings, each with its caption."""
+    work, run = copy_tree(tmp_path)
     first = run("--cores", "2", "all", "--configfile", "config/smoke.yaml")
     assert first.returncode == 0, first.stdout[-5000:] + first.stderr[-5000:]
     check = subprocess.run([sys.executable, "-m", "pln.report.check", "config/smoke.yaml"], cwd=work,
@@ -189,3 +228,14 @@ def test_smoke_workflow_end_to_end(tmp_path):
     assert check.returncode == 0, check.stdout + check.stderr
     second = run("-n", "all", "--configfile", "config/smoke.yaml")
     assert "Nothing to be done" in second.stdout + second.stderr
+    report = run("--report", "results/report.html", "all", "--configfile", "config/smoke.yaml")
+    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
+    html = (work / "results" / "report.html").read_text()
+    smoke = yaml.safe_load((work / "config" / "smoke.yaml").read_text())
+    items = [f"results/tables/table{n}.csv" for n in range(1, 8)] + [f"figures/fig{n}.png" for n in (5, 7, 8)]
+    for item in items + ["results/settings.yaml"]:
+        assert f'"{item}": {{"name"' in html, item  # an entry of the report's results
+    for caption in ("Fig. 5: target-moment lengths", "Fig. 7: the score map", "Fig. 8: PLN against",
+                    "Run settings", "Videos and sentences per split", "Test-split metrics"):
+        assert caption in html, caption
+    assert html.count(smoke["description"]) >= len(items)  # every caption names the setting

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,25 @@ NATIVE_SPLITS = {"tacos": ("train", "val", "test"), "activitynet": ("train", "va
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One (video, sentence, moment) pair; times in seconds, already clipped to [0, duration]."""
+    """One (video, sentence, moment) pair; times in seconds, already clipped to [0, duration].
+
+    ``qid`` names the query (JSONL files give it; the 2D-TAN readers number the pairs of a
+    native split 0, 1, ... in file order). ``windows`` lists every relevant window of a query
+    with several (JSONL); ``(start, end)`` is then its first one. Empty: the one moment.
+    """
 
     video_id: str
     duration: float
     start: float
     end: float
     sentence: str
+    qid: int | str | None = None
+    windows: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def all_windows(self) -> tuple[tuple[float, float], ...]:
+        """Every relevant window ``((start, end), ...)``: ``windows``, or the one moment."""
+        return self.windows or ((self.start, self.end),)
 
 
 @dataclass
@@ -84,7 +96,7 @@ def read_split(family: str, annotation_dir: str | Path, split: str) -> tuple[lis
     else:
         rows = _json_rows(family, files[0], report)
     samples = [_clip(row, report) for row in rows]
-    samples = [s for s in samples if s is not None]
+    samples = [replace(s, qid=i) for i, s in enumerate(samples) if s is not None]
     report.pairs_kept = len(samples)
     if not samples:
         raise DataError(f"{files[0]}: no usable (video, sentence, moment) pair in the file")
@@ -99,18 +111,25 @@ def _check_split(family: str, split: str) -> None:
                         f"{', '.join(NATIVE_SPLITS[family])}")
 
 
-def _clip(row: tuple[str, float, float, float, str], report: QuirkReport) -> Sample | None:
-    vid, duration, start, end, sentence = row
+def clip_window(start: float, end: float, duration: float, report: Any) -> tuple[float, float] | None:
+    """``[start, end]`` clipped to ``[0, duration]``, counting each clip in ``report.start_clipped``
+    / ``report.end_clipped``; None when nothing is left (``start >= end``; the caller counts it)."""
     if start < 0:
         start = 0.0
         report.start_clipped += 1
     if end > duration:
         end = duration
         report.end_clipped += 1
-    if start >= end:
+    return (start, end) if start < end else None
+
+
+def _clip(row: tuple[str, float, float, float, str], report: QuirkReport) -> Sample | None:
+    vid, duration, start, end, sentence = row
+    window = clip_window(start, end, duration, report)
+    if window is None:
         report.dropped_start_ge_end += 1
         return None
-    return Sample(vid, duration, start, end, sentence)
+    return Sample(vid, duration, window[0], window[1], sentence)
 
 
 def _number(value: Any, where: str) -> float:

@@ -32,9 +32,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pln.config import ExperimentConfig
+from pln.data import jsonl
 from pln.data.annotations import NATIVE_SPLITS, Sample, annotation_files, missing_annotation_message, read_split
 from pln.data.cache import cache_key, cached_dir, file_signature
 from pln.data.features import ABSURD_FEATURE, FeatureStore, resample_units, zero_bad_rows
+from pln.data.video_features import FolderFeatureStore
 from pln.data.glove import BUILTIN_NAME, WordVectors, load_word_vectors
 from pln.data.synthetic import FEATURE_FILES, ensure_generated
 from pln.errors import ConfigError, DataError
@@ -46,13 +48,46 @@ log = logging.getLogger("pln.data")
 
 @dataclass(frozen=True)
 class DataSource:
-    """Where one dataset's files are: annotation folder and HDF5 feature file."""
+    """Where one dataset's files are: annotation folder and HDF5 feature file (or, for JSONL
+    datasets, a folder of per-video feature files)."""
 
     family: str
     kind: str  # "real", "synthetic" or "real-annotations"
     annotation_dir: Path
     feature_file: Path
     feature_kind: str
+    feature_dir: Path | None = None
+
+
+def native_splits_of(source: DataSource) -> tuple[str, ...]:
+    """The splits a dataset's annotation files hold (JSONL: val only when val.jsonl exists)."""
+    if source.family == "jsonl":
+        return jsonl.native_splits(source.annotation_dir)
+    return NATIVE_SPLITS[source.family]
+
+
+def read_native(source: DataSource, split: str) -> tuple[list[Sample], dict[str, Any]]:
+    """Samples and reader counts of one native split, whatever the annotation format."""
+    if source.family == "jsonl":
+        samples, report = jsonl.read_jsonl_split(source.annotation_dir, split)
+    else:
+        samples, report = read_split(source.family, source.annotation_dir, split)
+    return samples, report.to_dict()
+
+
+def native_files(source: DataSource, split: str) -> list[Path]:
+    """The annotation files behind a native split (cache keys)."""
+    if source.family == "jsonl":
+        return [jsonl.split_file(source.annotation_dir, split)]
+    return annotation_files(source.family, source.annotation_dir, split)
+
+
+def open_store(source: DataSource, feature_dim: int | None) -> FeatureStore | FolderFeatureStore:
+    """The feature reader of a source: the HDF5 file, or the per-video folder (JSONL)."""
+    if source.feature_dir is not None:
+        return FolderFeatureStore(source.feature_dir, feature_dim)
+    return FeatureStore(source.feature_file, source.family, feature_dim,
+                        source.feature_kind if source.kind == "real" else "c3d")
 
 
 def resolve_source(cfg: ExperimentConfig, need_features: bool = True) -> DataSource:
@@ -60,11 +95,12 @@ def resolve_source(cfg: ExperimentConfig, need_features: bool = True) -> DataSou
     data = cfg.data
     family = data.family
     if not data.dataset.startswith("synthetic-"):
-        if need_features and not data.feature_file:
+        if need_features and not (data.feature_file or data.feature_dir):
+            extra = " (or data.feature_dir at a folder of <vid>.npz / <vid>.npy)" if family == "jsonl" else ""
             raise ConfigError(f"data.feature_file is required to train or evaluate on {data.dataset!r}; "
-                              "point it at the dataset's HDF5 feature file")
+                              f"point it at the dataset's HDF5 feature file{extra}")
         return DataSource(family, "real", Path(data.annotation_dir), Path(data.feature_file or ""),
-                          data.feature_kind)
+                          data.feature_kind, Path(data.feature_dir) if data.feature_dir else None)
     syn = data.synthetic
     if syn.mode == "real-annotations":
         folder = ensure_generated(data.dataset, data.data_dir, syn, data.annotation_dir) if need_features \
@@ -95,14 +131,13 @@ def charades_val_videos(video_ids: list[str], fraction: float, seed: int) -> set
 
 
 def load_split(cfg: ExperimentConfig, source: DataSource, split: str) -> tuple[list[Sample], dict[str, Any]]:
-    """The samples of a split and the reader's quirk counts; Charades-STA val is carved from train."""
+    """The samples of a split and the reader's quirk counts; without a native val split
+    (Charades-STA, a JSONL folder without val.jsonl) val is carved from train."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    family = source.family
-    native = split if split in NATIVE_SPLITS[family] else "train"
-    samples, quirks = read_split(family, source.annotation_dir, native)
-    report = quirks.to_dict()
-    if family == "charades" and split in ("train", "val"):
+    native = split if split in native_splits_of(source) else "train"
+    samples, report = read_native(source, native)
+    if "val" not in native_splits_of(source) and split in ("train", "val"):
         val = charades_val_videos([s.video_id for s in samples], cfg.data.charades_val_fraction,
                                   cfg.data.charades_val_seed)
         keep_val = split == "val"
@@ -124,6 +159,13 @@ def iou_map(start: float, end: float, duration: float, n: int) -> np.ndarray:
     union = np.maximum(e, end) - np.minimum(s, start)
     iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
     return np.triu(iou).astype(np.float32)
+
+
+def window_iou_map(sample: Sample, n: int) -> np.ndarray:
+    """:func:`iou_map` of a sample; with several relevant windows, each cell's best IoU over them
+    (the training rule for several windows: a cell's soft label follows its best-matching window)."""
+    maps = [iou_map(start, end, sample.duration, n) for start, end in sample.all_windows]
+    return maps[0] if len(maps) == 1 else np.maximum.reduce(maps)
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -191,7 +233,7 @@ class MomentDataset(Dataset):
             "duration": s.duration,
             "gt": np.array([s.start, s.end], dtype=np.float64),
             "index": i,
-            "ious": [iou_map(s.start, s.end, s.duration, n) for n in self.clips] if self.ious_in_items else [],
+            "ious": [window_iou_map(s, n) for n in self.clips] if self.ious_in_items else [],
         }
         if self.units_in_items:
             item["units"] = np.array(self.units[video], dtype=np.float32)
@@ -226,8 +268,8 @@ def _glove_signature(cfg: ExperimentConfig, wv: WordVectors) -> Any:
     return file_signature(cfg.data.glove)
 
 
-def _build_units(store: FeatureStore, videos: list[str], m: int, cache_dir: Path) -> Path:
-    key = cache_key({"v": CACHE_VERSION, "features": file_signature(store.path), "m": m, "videos": videos})
+def _build_units(store: FeatureStore | FolderFeatureStore, videos: list[str], m: int, cache_dir: Path) -> Path:
+    key = cache_key({"v": CACHE_VERSION, "features": store.signature(), "m": m, "videos": videos})
 
     def build(tmp: Path) -> None:
         units = np.lib.format.open_memmap(tmp / "units.npy", mode="w+", dtype=np.float32,
@@ -305,8 +347,7 @@ def build_dataset(cfg: ExperimentConfig, split: str) -> MomentDataset:
         raise ConfigError(f"model.word_dim={cfg.model.word_dim} but the word vectors ({wv.source}) are "
                           f"{wv.dim}-d; set model.word_dim to {wv.dim}")
     source = resolve_source(cfg)
-    store = FeatureStore(source.feature_file, source.family, cfg.model.feature_dim,
-                         source.feature_kind if source.kind == "real" else "c3d")
+    store = open_store(source, cfg.model.feature_dim)
     samples, quirks = load_split(cfg, source, split)
     pairs_read = len(samples)
     skips: dict[str, Any] = {}
@@ -314,10 +355,10 @@ def build_dataset(cfg: ExperimentConfig, split: str) -> MomentDataset:
 
     present = {vid: store.has(vid) for vid in sorted({s.video_id for s in samples})}
     samples = _skip(samples, np.array([not present[s.video_id] for s in samples]),
-                    f"video absent from the feature file {store.path.name}", skips)
+                    f"video absent from the feature {'folder' if source.feature_dir else 'file'} {store.path.name}", skips)
 
-    ann = [file_signature(p) for p in annotation_files(
-        source.family, source.annotation_dir, split if split in NATIVE_SPLITS[source.family] else "train")]
+    ann = [file_signature(p) for p in native_files(
+        source, split if split in native_splits_of(source) else "train")]
     tok_dir = _build_tokens(samples, wv, {"annotations": ann, "glove": _glove_signature(cfg, wv),
                                           "strip": data.strip_punctuation}, cache_dir)
     ids, offsets = np.load(tok_dir / "ids.npy"), np.load(tok_dir / "offsets.npy")
@@ -348,7 +389,8 @@ def build_dataset(cfg: ExperimentConfig, split: str) -> MomentDataset:
 
     report = {
         "dataset": data.dataset, "split": split, "source": source.kind,
-        "annotation_dir": str(source.annotation_dir), "feature_file": str(source.feature_file),
+        "annotation_dir": str(source.annotation_dir),
+        "feature_file": str(source.feature_dir if source.feature_dir is not None else source.feature_file),
         "quirks": quirks, "pairs_read": pairs_read, "pairs": len(samples),
         "videos": len({s.video_id for s in samples}), "skips": skips,
         "bad_rows_zeroed": bad_rows,

@@ -133,6 +133,12 @@ class FeatureStore:
             raise DataError(f"{self.path}: the HDF5 file holds no video features")
         return int(self._dataset(first).shape[1])
 
+    def signature(self) -> dict:
+        """Changes whenever the file is replaced (cache key)."""
+        from pln.data.cache import file_signature
+
+        return file_signature(self.path)
+
     def has(self, video_id: str) -> bool:
         """Whether the file holds features for ``video_id``."""
         return self._key(video_id) is not None

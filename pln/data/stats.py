@@ -9,16 +9,15 @@ from __future__ import annotations
 import pandas as pd
 
 from pln.config import ExperimentConfig
-from pln.data.annotations import NATIVE_SPLITS, Sample, read_split
+from pln.data.annotations import Sample
 
 
 def split_samples(cfg: ExperimentConfig) -> dict[str, list[Sample]]:
     """``{split: samples}`` of every native split of ``cfg.data.dataset``."""
-    from pln.data.dataset import resolve_source
+    from pln.data.dataset import native_splits_of, read_native, resolve_source
 
     source = resolve_source(cfg, need_features=False)
-    return {split: read_split(source.family, source.annotation_dir, split)[0]
-            for split in NATIVE_SPLITS[source.family]}
+    return {split: read_native(source, split)[0] for split in native_splits_of(source)}
 
 
 def table1(cfg: ExperimentConfig) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from pln.errors import ConfigError
 from pln.eval.inference import predict_topk
 from pln.eval.metrics import compute_metrics
 from pln.model.pln import PLNOutput
+from pln.eval.score import padded_windows, summarise, window_hits
 
 
 def strategy_keys(num_stages: int) -> list[str]:
@@ -68,7 +69,9 @@ class SplitPredictions:
     """Top-K moments of every query of a split for one strategy key.
 
     spans [Q, K, 2] seconds, scores [Q, K], valid [Q, K] bool, gt [Q, 2], duration [Q],
-    index [Q] (query index in the split); all on the CPU.
+    index [Q] (query index in the split); all on the CPU. ``windows [Q, W, 2]``: every relevant
+    window of each query (padded with its first) when some query has several (JSONL data),
+    else None (``gt`` is the one window).
     """
 
     spans: torch.Tensor
@@ -77,6 +80,7 @@ class SplitPredictions:
     gt: torch.Tensor
     duration: torch.Tensor
     index: torch.Tensor
+    windows: torch.Tensor | None = None
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -137,12 +141,26 @@ def predict_split(
     out = {}
     for key in keys:
         spans, scores, valid = (torch.cat(t).cpu() for t in zip(*parts[key]))
-        out[key] = SplitPredictions(spans, scores, valid, gt, duration, index)
+        out[key] = SplitPredictions(spans, scores, valid, gt, duration, index,
+                                    query_windows(loader.dataset.samples, index))
     return out
 
 
+def query_windows(samples: list, index: torch.Tensor) -> torch.Tensor | None:
+    """``[Q, W, 2]`` relevant windows of ``samples[index]`` when one has several, else None."""
+    chosen = [samples[i] for i in index.tolist()]
+    if all(len(s.all_windows) == 1 for s in chosen):
+        return None
+    return torch.from_numpy(padded_windows([s.all_windows for s in chosen])).float()
+
+
 def split_metrics(pred: SplitPredictions, cfg: ExperimentConfig) -> dict[str, float]:
-    """Rank@n, IoU>m (percent) and mIoU of one strategy's predictions."""
+    """Rank@n, IoU>m (percent) and mIoU of one strategy's predictions (with several relevant
+    windows: a hit with any of them, :func:`pln.eval.score.window_hits`)."""
+    if pred.windows is not None:
+        hits = window_hits(pred.spans, pred.valid, pred.windows.to(pred.gt.dtype), cfg.eval.ranks,
+                           cfg.eval.resolved_ious(cfg.data.family))
+        return summarise("2dtan", hits)
     return compute_metrics(
         pred.spans, pred.valid, pred.gt,
         ranks=cfg.eval.ranks, ious=cfg.eval.resolved_ious(cfg.data.family),

@@ -50,6 +50,23 @@ def write_predictions(path: str | Path, pred: SplitPredictions, dataset) -> None
     atomic_write_digested(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6g"))
 
 
+def write_predictions_jsonl(path: str | Path, pred: SplitPredictions, dataset) -> None:
+    """Write the per-query top-K as moment-DETR prediction JSONL (atomically): one line per
+    query, ``{"qid", "query", "vid", "pred_relevant_windows": [[start, end, score], ...]}``, best
+    first (the kept candidates after NMS)."""
+    from pln.data.jsonl import write_jsonl
+
+    records = []
+    for row, q in enumerate(pred.index.tolist()):
+        sample = dataset.samples[q]
+        keep = pred.valid[row]
+        windows = [[float(s), float(e), float(p)] for (s, e), p in
+                   zip(pred.spans[row][keep].tolist(), pred.scores[row][keep].tolist())]
+        records.append({"qid": sample.qid, "query": sample.sentence, "vid": sample.video_id,
+                        "pred_relevant_windows": windows})
+    write_jsonl(path, records)
+
+
 def score_map_queries(num_queries: int, count: int) -> list[int]:
     """Fixed, evenly spaced query indices (the same for every run on a split)."""
     if num_queries == 0 or count <= 0:

@@ -10,6 +10,7 @@ import torch
 from pln.config import ExperimentConfig, config_from_dict
 from pln.data.features import FeatureStore, resample_units
 from pln.data.glove import load_word_vectors
+from pln.data.video_features import FolderFeatureStore
 from pln.data.stats import split_samples
 from pln.devices import resolve_device
 from pln.engine.checkpoint import check_model_config, load_checkpoint
@@ -54,10 +55,11 @@ def predict(checkpoint: str | Path, features: str | Path, video_id: str, query: 
     model.load_state_dict(state["model"])
     model.eval()
 
-    store = FeatureStore(features, cfg.data.family, cfg.model.feature_dim)
+    store = FolderFeatureStore(features, cfg.model.feature_dim) if Path(features).is_dir() else \
+        FeatureStore(features, cfg.data.family, cfg.model.feature_dim)
     if not store.has(video_id):
-        raise DataError(f"{store.path}: video {video_id!r} is not in this feature file -- check --video "
-                        "(a key of the file) or --features")
+        raise DataError(f"{store.path}: video {video_id!r} is not in these features -- check --video "
+                        "(a key of the file, or a file name of the folder) or --features")
     units = torch.from_numpy(resample_units(store.get(video_id), cfg.model.num_units)).float()
     words = torch.from_numpy(load_word_vectors(cfg.data.glove, cfg.data.strip_punctuation).encode(query)).float()
     if duration is None:

@@ -10,8 +10,8 @@ import torch
 
 from pln.config import ExperimentConfig, save_config
 from pln.data.dataset import build_dataset
-from pln.engine.inference import SplitPredictions, split_metrics
-from pln.engine.outputs import write_predictions
+from pln.engine.inference import SplitPredictions, query_windows, split_metrics
+from pln.engine.outputs import write_predictions, write_predictions_jsonl
 from pln.digest import atomic_write_json_digested
 from pln.engine.run_dir import RunDir, check_same_experiment, query_counts
 from pln.engine.run_lock import hold_run_lock
@@ -58,8 +58,10 @@ def _run_prior(cfg: ExperimentConfig, run: RunDir) -> dict[str, Any]:
     spans, cand_scores = rank_candidates(scores, valid_mask(n), duration)
     nms_threshold = cfg.eval.resolved_nms(cfg.data.family)
     top, top_scores, valid = nms(spans, cand_scores, nms_threshold, keep=cfg.eval.max_candidates)
-    pred = SplitPredictions(top, top_scores, valid, gt, duration, torch.arange(q))
+    pred = SplitPredictions(top, top_scores, valid, gt, duration, torch.arange(q),
+                            query_windows(test_ds.samples, torch.arange(q)))
     write_predictions(run.predictions, pred, test_ds)
+    write_predictions_jsonl(run.predictions_jsonl, pred, test_ds)
     result = {
         "run": {"dataset": cfg.data.dataset, "name": cfg.name, "seed": cfg.train.seed, "clips": [n],
                 "method": "prior", "selection_split": None, "nms_threshold": nms_threshold,

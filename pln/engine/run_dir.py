@@ -52,6 +52,11 @@ class RunDir:
         return self.root / "predictions.csv"
 
     @property
+    def predictions_jsonl(self) -> Path:
+        """The test predictions in the moment-DETR JSONL format (``pln score`` reads them)."""
+        return self.root / "predictions.jsonl"
+
+    @property
     def score_maps(self) -> Path:
         return self.root / "score_maps.npz"
 

@@ -31,7 +31,7 @@ from pln.devices import claim_device, tune_backends
 from pln.engine.gpu_util import UtilisationSampler, nvml_reader
 from pln.engine.checkpoint import check_model_config, load_checkpoint, save_checkpoint
 from pln.engine.inference import predict_split, select_key, split_metrics, strategy_keys, to_device
-from pln.engine.outputs import write_predictions, write_score_maps
+from pln.engine.outputs import write_predictions, write_predictions_jsonl, write_score_maps
 from pln.digest import atomic_write_json_digested
 from pln.engine.recipe import ValidationLoss, backward_step, current_lr, make_optimizer, make_plateau
 from pln.engine.run_dir import RunDir, check_same_experiment, query_counts
@@ -283,6 +283,7 @@ def finish_run(cfg: ExperimentConfig, run: RunDir, device: torch.device, test_ds
     seconds = time.perf_counter() - t0
     default_key = select_key(cfg)
     write_predictions(run.predictions, preds[default_key], test_ds)
+    write_predictions_jsonl(run.predictions_jsonl, preds[default_key], test_ds)
     write_score_maps(run.score_maps, model, test_ds, preds[default_key], cfg, device, feed)
     result = {
         "run": {

@@ -425,7 +425,8 @@ def real_data_inputs(values: dict[str, Any], annotations_only: bool = False) -> 
         annotations = None
     if annotations_only:
         return [annotations] if annotations else []
-    files = [annotations, None if synthetic else data.get("feature_file"), data.get("glove")]
+    features = None if synthetic else data.get("feature_file") or data.get("feature_dir")
+    files = [annotations, features, data.get("glove")]
     return [f for f in files if f]
 
 

@@ -15,7 +15,10 @@ from pln.report.experiments import (
 )
 from pln.report.overlays import merged_config
 
+from pln.report.settings import settings_path, settings_spec, write_settings
+
 PLAN = Plan(config)
+SETTINGS = settings_path(PLAN)
 PLN = pln_command(config.get("pln_command"))
 RUNS = PLAN.runs_root
 
@@ -54,6 +57,7 @@ localrules:
     figure,
     fig8,
     summary,
+    settings,
 
 
 def train_inputs(wildcards):

@@ -5,7 +5,8 @@ rule figure:
     input:
         lambda wildcards: [*PLAN.figure_inputs(wildcards.figure), SETTING_MARK],
     output:
-        png=f"{PLAN.figures_dir}/{{figure}}.png",
+        png=report(f"{PLAN.figures_dir}/{{figure}}.png", caption="../report/figure.rst", category="Figures",
+                   subcategory="{figure}"),
         pdf=f"{PLAN.figures_dir}/{{figure}}.pdf",
     wildcard_constraints:
         figure="fig[57]",
@@ -23,7 +24,8 @@ rule fig8:
     input:
         [*PLAN.figure_inputs("fig8"), SETTING_MARK] if "fig8" in PLAN.figures else [SETTING_MARK],
     output:
-        png=f"{PLAN.figures_dir}/fig8.png",
+        png=report(f"{PLAN.figures_dir}/fig8.png", caption="../report/figure.rst", category="Figures",
+                   subcategory="fig8"),
         pdf=f"{PLAN.figures_dir}/fig8.pdf",
         csv=f"{PLAN.figures_dir}/fig8.csv",
     params:

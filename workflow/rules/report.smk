@@ -1,4 +1,7 @@
-# The summary page results/README.md: links every table and figure; the marker of the setting.
+# The summary page results/README.md (links every table and figure) and the run settings
+# results/settings.yaml. `snakemake --report results/report.html all` (after the main job) gathers every
+# output marked report(...): tables, figures, settings, each with its caption (workflow/report/).
+# The marker of the setting is a job's output, so a dry run writes nothing.
 
 
 rule setting_mark:
@@ -27,3 +30,16 @@ rule summary:
         "../envs/pln.yaml"
     script:
         "../scripts/make_summary.py"
+
+
+rule settings:
+    input:
+        SETTING_MARK,
+    output:
+        report(SETTINGS, caption="../report/settings.rst", category="Run settings"),
+    params:
+        spec=settings_spec(PLAN),
+    log:
+        f"logs/{PLAN.setting}/settings.log",
+    run:
+        write_settings(params.spec, output[0], log[0])

@@ -5,7 +5,8 @@ rule table:
     input:
         lambda wildcards: [*PLAN.table_inputs(wildcards.table), SETTING_MARK],
     output:
-        csv=f"{PLAN.tables_dir}/{{table}}.csv",
+        csv=report(f"{PLAN.tables_dir}/{{table}}.csv", caption="../report/table.rst", category="Tables",
+                   subcategory="{table}"),
         md=f"{PLAN.tables_dir}/{{table}}.md",
         tex=f"{PLAN.tables_dir}/{{table}}.tex",
     params:

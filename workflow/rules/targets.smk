@@ -6,6 +6,7 @@ rule all:
         PLAN.all_tables(),
         PLAN.all_figures(),
         PLAN.summary,
+        SETTINGS,
 
 
 rule all_tables:
