@@ -1,0 +1,351 @@
+"""Uncertainty of benchmark numbers that includes training variance: seeds and test queries.
+
+Every function takes per-query outcomes of a model as an array ``[S, Q]``: one row per training
+seed, one column per test query (0/100 hits of ``R{n}@{m}``, or 100 x IoU for ``mIoU``); the
+results are in the same units. Two models compared are evaluated on the same ``Q`` queries, in
+the same column order.
+
+The model behind the intervals (a two-way random-effects decomposition, per model ``m``)::
+
+    y[s, q] = mu_m + u[s] + v[q] + e[s, q]
+
+with ``u`` the seed effect (variance ``seed_var``), ``v`` the query effect (shared by all seeds
+of the model, and for two models correlated through the shared queries) and ``e`` what varies
+with both (``resid_var``). The mean over a design of ``S`` seeds and ``Q`` queries has variance
+``seed_var / S + (query_var + resid_var / S) / Q``; a paired difference of A and B has
+``seed_var_a / S_a + seed_var_b / S_b + var(d_q) / Q`` where ``d_q`` is the per-query difference
+of the seed means (its variance holds the query effects of both models, minus their covariance,
+and both residuals).
+
+Estimation (:func:`variance_components`): ``resid_var`` is the residual mean square of the
+two-way table and ``seed_var = max(0, var(row means) - resid_var / Q)``. The interval
+(:func:`paired_effect`) splits the variance of the estimate in two independent parts: the seed
+part ``var(row means of A) / S_a + var(row means of B) / S_b`` (Welch; each row mean carries its
+seed effect and its own residual, so this part has ``S - 1`` degrees of freedom per model) and
+the shared-query part ``max(0, var(d_q) - resid_a / S_a - resid_b / S_b) / Q`` (the query
+effects common to all seeds, net of the residuals already in the seed part). The interval is
+``estimate ± t(df) * se`` with Welch-Satterthwaite degrees of freedom: with 3 seeds the seed
+part has 2-4 degrees of freedom, so the multiplier is near 2.8-4.3 rather than 1.96.
+
+Why not the obvious alternatives (``benchmarks/interval_coverage.py`` measures them; the README
+quotes the figures): a plain two-level bootstrap (resample seeds, then shared queries) is
+available as ``method="bootstrap"``; with 3 seeds it under-covers, because a resample of 3 seeds
+under-states their variance by the factor 2/3 and its percentiles act like a normal, not a
+t(2), quantile. Putting the residual into the query part instead (seed part from the
+estimated ``seed_var``) gives a Satterthwaite df that collapses towards the query part's when
+the seed estimate is small by chance, and under-covers by a few points with 3 seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import stdtrit
+
+METHOD_T = "variance components + Welch-Satterthwaite t"
+METHOD_PIVOT = "variance components + generalized pivot"
+METHOD_BOOTSTRAP = "two-level bootstrap (seeds, then shared queries), percentile"
+
+REPRODUCED = "reproduced"
+CONTRADICTED = "contradicted"
+INCONCLUSIVE = "inconclusive"
+NOT_TESTABLE = "not testable"
+VERDICTS = (REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE)
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A mean or a paired difference with its interval (``low``, ``high``: NaN when not estimable)."""
+
+    estimate: float
+    low: float
+    high: float
+    n_seeds_a: int
+    n_seeds_b: int
+    n_queries: int
+    testable: bool
+    method: str
+
+    @property
+    def excludes_zero(self) -> bool:
+        return bool(self.low > 0 or self.high < 0)
+
+
+@dataclass(frozen=True)
+class Components:
+    """Estimated variance components of a paired design (see the module docstring).
+
+    ``query_var`` is the variance of a single query's paired difference of seed means *net of*
+    the residuals (``var(d_q) - resid_a / S_a - resid_b / S_b``, floored at 0), so that a
+    design with other seed counts can be evaluated. For one model alone, the ``_b`` fields are 0.
+    """
+
+    seed_var_a: float
+    seed_var_b: float
+    query_var: float
+    resid_var_a: float
+    resid_var_b: float
+
+    def _parts(self, n_seeds_a: int, n_seeds_b: int, n_queries: int) -> list[tuple[float, int]]:
+        """(variance, dof) of the seed part of each model and of the shared-query part."""
+        parts = [((self.seed_var_a + self.resid_var_a / n_queries) / n_seeds_a, n_seeds_a - 1)]
+        if n_seeds_b:
+            parts.append(((self.seed_var_b + self.resid_var_b / n_queries) / n_seeds_b, n_seeds_b - 1))
+        parts.append((self.query_var / n_queries, n_queries - 1))
+        return parts
+
+    def variance(self, n_seeds_a: int, n_seeds_b: int, n_queries: int) -> float:
+        """Variance of the (paired) mean difference of a design of that many seeds and queries."""
+        return sum(v for v, _ in self._parts(n_seeds_a, n_seeds_b, n_queries))
+
+    def dof(self, n_seeds_a: int, n_seeds_b: int, n_queries: int) -> float:
+        """Welch-Satterthwaite degrees of freedom of :meth:`variance` for that design."""
+        return _satterthwaite(self._parts(n_seeds_a, n_seeds_b, n_queries))
+
+
+def _satterthwaite(parts: list[tuple[float, int]]) -> float:
+    """Degrees of freedom of a sum of independent variance estimates ``(value, dof)``."""
+    total = sum(v for v, _ in parts)
+    denom = sum(v * v / d for v, d in parts if d > 0 and v > 0)
+    if total <= 0 or denom <= 0:
+        return math.inf
+    return total * total / denom
+
+
+def _check(x: np.ndarray, name: str) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 2:
+        raise ValueError(f"{name}: expected per-query outcomes [S, Q] with S >= 1, Q >= 2, got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name}: outcomes must be finite")
+    return x
+
+
+def _seed_and_resid(x: np.ndarray) -> tuple[float, float]:
+    """(seed variance, residual variance) of one model's ``[S, Q]`` table; NaN with one seed."""
+    s, q = x.shape
+    if s < 2:
+        return math.nan, math.nan
+    rows = x.mean(axis=1, keepdims=True)
+    cols = x.mean(axis=0, keepdims=True)
+    resid = x - rows - cols + x.mean()
+    resid_var = float((resid ** 2).sum() / ((s - 1) * (q - 1)))
+    seed_var = max(0.0, float(rows.var(ddof=1)) - resid_var / q)
+    return seed_var, resid_var
+
+
+def variance_components(a: np.ndarray, b: np.ndarray | None = None) -> Components:
+    """Estimate the components from one model ``a [S_a, Q]`` or a pair ``a``, ``b [S_b, Q]``.
+
+    Needs at least 2 seeds per model for the seed and residual terms (NaN otherwise).
+    """
+    a = _check(a, "a")
+    seed_a, resid_a = _seed_and_resid(a)
+    if b is None:
+        d = a.mean(axis=0)
+        seed_b = resid_b = 0.0
+        net = (resid_a / a.shape[0]) if not math.isnan(resid_a) else 0.0
+    else:
+        b = _check(b, "b")
+        if b.shape[1] != a.shape[1]:
+            raise ValueError(f"a and b must hold the same queries: {a.shape[1]} != {b.shape[1]}")
+        seed_b, resid_b = _seed_and_resid(b)
+        d = a.mean(axis=0) - b.mean(axis=0)
+        net = sum(r / s for r, s in ((resid_a, a.shape[0]), (resid_b, b.shape[0])) if not math.isnan(r))
+    query_var = max(0.0, float(d.var(ddof=1)) - net)
+    return Components(seed_a, seed_b, query_var, resid_a, resid_b)
+
+
+def _interval_parts(tables: list[np.ndarray], d: np.ndarray) -> list[tuple[float, int]]:
+    """(variance, dof) of the seed part of each ``[S, Q]`` table and of the shared-query part.
+
+    ``d [Q]``: the per-query values (seed means, or their difference). Seed part: the variance
+    of the table's row means over ``S``; query part: ``var(d)`` net of the residuals, over ``Q``.
+    """
+    q = d.shape[0]
+    parts = [(float(x.mean(axis=1).var(ddof=1)) / x.shape[0], x.shape[0] - 1) for x in tables]
+    net = sum(_seed_and_resid(x)[1] / x.shape[0] for x in tables)
+    parts.append((max(0.0, float(d.var(ddof=1)) - net) / q, q - 1))
+    return parts
+
+
+def _t_interval(estimate: float, parts: list[tuple[float, int]], level: float) -> tuple[float, float]:
+    """``estimate ± t(df) * se``, df by Welch-Satterthwaite over the parts."""
+    var = sum(v for v, _ in parts)
+    half = float(stdtrit(_satterthwaite(parts), 0.5 + level / 2)) * math.sqrt(var)
+    return estimate - half, estimate + half
+
+
+def _pivot_interval(estimate: float, parts: list[tuple[float, int]], level: float, n_draws: int, seed: int
+                    ) -> tuple[float, float]:
+    """Generalized-pivot interval: quantiles of ``estimate - Z * sqrt(sum_i v_i * df_i / chi2(df_i))``.
+
+    Each variance estimate ``v_i`` is replaced by a draw from its fiducial distribution, so a
+    part known from 2 degrees of freedom widens the interval as much as it is uncertain.
+    """
+    rng = np.random.default_rng(seed)
+    var = sum(v * df / rng.chisquare(df, n_draws) for v, df in parts)
+    draws = estimate - rng.standard_normal(n_draws) * np.sqrt(var)
+    tail = (1 - level) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def _bootstrap(a: np.ndarray, b: np.ndarray | None, n_boot: int, seed: int, level: float
+               ) -> tuple[float, float]:
+    """Percentile interval of a two-level bootstrap: seeds of each model, then shared queries."""
+    rng = np.random.default_rng(seed)
+    q = a.shape[1]
+    cols = rng.multinomial(q, np.full(q, 1.0 / q), size=n_boot) / q  # [n_boot, Q] query weights
+
+    def resampled(x: np.ndarray) -> np.ndarray:
+        s = x.shape[0]
+        rows = rng.multinomial(s, np.full(s, 1.0 / s), size=n_boot) / s  # [n_boot, S]
+        return np.einsum("bq,bq->b", rows @ x, cols)
+
+    stat = resampled(a) - (resampled(b) if b is not None else 0.0)
+    tail = (1 - level) / 2
+    low, high = np.quantile(stat, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def mean_interval(x: np.ndarray, *, level: float = 0.95, min_seeds: int = 2, method: str = "pivot",
+                  n_boot: int = 2000, seed: int = 0) -> Effect:
+    """Mean of one model's outcomes ``x [S, Q]`` over seeds and queries, with its interval.
+
+    The interval covers the model's expected score over training seeds and test queries; it
+    needs ``min_seeds`` seeds (at least 2: one seed says nothing of seed variance), else NaN.
+    ``method``: ``"pivot"`` (default; ``n_boot`` fiducial draws from ``seed``), ``"t"`` or
+    ``"bootstrap"``. The t interval under-covers a lone mean with 3 seeds (its Satterthwaite df
+    is too optimistic when the seed variance is small by chance); the pivot does not.
+    """
+    x = _check(x, "x")
+    s, q = x.shape
+    estimate = float(x.mean())
+    testable = s >= max(2, min_seeds)
+    if not testable:
+        return Effect(estimate, math.nan, math.nan, s, 0, q, False, _method_name(method))
+    if method == "bootstrap":
+        low, high = _bootstrap(x, None, n_boot, seed, level)
+    elif method == "t":
+        low, high = _t_interval(estimate, _interval_parts([x], x.mean(axis=0)), level)
+    else:
+        low, high = _pivot_interval(estimate, _interval_parts([x], x.mean(axis=0)), level, n_boot, seed)
+    return Effect(estimate, low, high, s, 0, q, True, _method_name(method))
+
+
+def paired_effect(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                  min_seeds: int = 3, method: str = "t") -> Effect:
+    """Paired effect ``mean(A) - mean(B)`` of two models on the same queries, with its interval.
+
+    ``a [S_a, Q]``, ``b [S_b, Q]``: the seeds of the two models need not match (they are
+    independent trainings); the queries must. ``method`` ``"t"`` (default), ``"pivot"`` or
+    ``"bootstrap"`` (``n_boot`` draws / resamples from ``seed``); the pivot over-covers a paired
+    difference (two seed parts of 2 df each make its fiducial variance heavy-tailed). ``testable`` is False when either side has fewer than
+    ``min_seeds`` seeds; the interval is still given when both have at least 2 (NaN otherwise).
+    """
+    a, b = _check(a, "a"), _check(b, "b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b must hold the same queries: {a.shape[1]} != {b.shape[1]}")
+    (sa, q), sb = a.shape, b.shape[0]
+    estimate = float(a.mean() - b.mean())
+    testable = min(sa, sb) >= min_seeds
+    if min(sa, sb) < 2:
+        low = high = math.nan
+    elif method == "bootstrap":
+        low, high = _bootstrap(a, b, n_boot, seed, level)
+    elif method == "pivot":
+        low, high = _pivot_interval(estimate, _interval_parts([a, b], a.mean(axis=0) - b.mean(axis=0)), level,
+                                    n_boot, seed)
+    else:
+        low, high = _t_interval(estimate, _interval_parts([a, b], a.mean(axis=0) - b.mean(axis=0)), level)
+    return Effect(estimate, low, high, sa, sb, q, testable, _method_name(method))
+
+
+def relative_effect(a: np.ndarray, b: np.ndarray, *, level: float = 0.95, min_seeds: int = 3) -> Effect:
+    """Relative gain ``mean(A) / mean(B) - 1`` (a fraction) with a delta-method interval.
+
+    Linearised around the means, the ratio's error is that of the paired difference of
+    ``a / mean(B)`` and ``b * mean(A) / mean(B)^2``, so :func:`paired_effect`'s interval applies.
+    NaN when ``mean(B)`` is 0.
+    """
+    a, b = _check(a, "a"), _check(b, "b")
+    ma, mb = float(a.mean()), float(b.mean())
+    if mb == 0:
+        return Effect(math.nan, math.nan, math.nan, a.shape[0], b.shape[0], a.shape[1], False, "delta method")
+    lin = paired_effect(a / mb, b * ma / (mb * mb), level=level, min_seeds=min_seeds)
+    ratio = ma / mb - 1
+    return Effect(ratio, ratio + lin.low - lin.estimate, ratio + lin.high - lin.estimate, lin.n_seeds_a,
+                  lin.n_seeds_b, lin.n_queries, lin.testable, f"delta method, {METHOD_T}")
+
+
+def design_mde(comp: Components, n_seeds_a: int, n_seeds_b: int, n_queries: int, *, level: float = 0.95,
+               power: float = 0.8) -> float:
+    """MDE of a design from known components: ``(t(1 - alpha/2, df) + t(power, df)) * se``.
+
+    ``se`` and ``df`` (Welch-Satterthwaite) are the design's (:meth:`Components.variance`,
+    :meth:`Components.dof`). NaN when a seed variance is unknown (a model with one seed).
+    """
+    if math.isnan(comp.seed_var_a) or math.isnan(comp.seed_var_b):
+        return math.nan
+    var = comp.variance(n_seeds_a, n_seeds_b, n_queries)
+    df = comp.dof(n_seeds_a, n_seeds_b, n_queries)
+    return float((stdtrit(df, 0.5 + level / 2) + stdtrit(df, power)) * math.sqrt(var))
+
+
+def minimum_detectable_effect(a: np.ndarray, b: np.ndarray, *, n_seeds: int | None = None,
+                              n_queries: int | None = None, level: float = 0.95, power: float = 0.8) -> float:
+    """Smallest true effect the paired test detects with probability ``power`` (two-sided ``level``).
+
+    The variance components are estimated from ``a [S_a, Q]`` and ``b [S_b, Q]``
+    (:func:`variance_components`); the design is ``n_seeds`` seeds per model and ``n_queries``
+    queries (default: the data's own). See :func:`design_mde`. NaN when a model has fewer than
+    2 seeds (its seed variance is unknown).
+    """
+    comp = variance_components(a, b)
+    sa, sb = (n_seeds, n_seeds) if n_seeds is not None else (np.shape(a)[0], np.shape(b)[0])
+    q = n_queries if n_queries is not None else np.shape(a)[1]
+    return design_mde(comp, sa, sb, q, level=level, power=power)
+
+
+def verdict(paper_effect: float, ours: Effect) -> str:
+    """The verdict of one comparison: our effect against the sign of the paper's.
+
+    reproduced: same sign as the paper's effect and our interval excludes 0; contradicted:
+    opposite sign and our interval excludes 0; inconclusive otherwise (also when the paper's
+    effect is 0 or missing); not testable when a side has fewer than ``min_seeds`` seeds.
+    """
+    if not ours.testable or math.isnan(ours.low) or math.isnan(ours.high):
+        return NOT_TESTABLE
+    if math.isnan(paper_effect) or paper_effect == 0 or not ours.excludes_zero:
+        return INCONCLUSIVE
+    return REPRODUCED if (ours.estimate > 0) == (paper_effect > 0) else CONTRADICTED
+
+
+def combine_verdicts(parts: list[str]) -> str:
+    """Verdict of a compound claim (e.g. "every multi-stage beats every one-stage") from its parts.
+
+    Any part contradicted -> contradicted; else any part not testable -> not testable; else all
+    reproduced -> reproduced; else inconclusive. A compound claim holds only if every part does,
+    so one reproduced part does not carry the others.
+    """
+    if not parts:
+        return NOT_TESTABLE
+    if CONTRADICTED in parts:
+        return CONTRADICTED
+    if NOT_TESTABLE in parts:
+        return NOT_TESTABLE
+    if all(p == REPRODUCED for p in parts):
+        return REPRODUCED
+    return INCONCLUSIVE
+
+
+_METHODS = {"t": METHOD_T, "pivot": METHOD_PIVOT, "bootstrap": METHOD_BOOTSTRAP}
+
+
+def _method_name(method: str) -> str:
+    if method not in _METHODS:
+        raise ValueError(f"method: {method!r} is not one of {', '.join(_METHODS)}")
+    return _METHODS[method]
