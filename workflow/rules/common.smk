@@ -2,6 +2,7 @@
 
 import os
 
+from pln.report.claims import claims_inputs, claims_spec
 from pln.report.experiments import (
     PRIOR_FILES,
     STATS_FILES,
@@ -13,6 +14,7 @@ from pln.report.experiments import (
 )
 
 PLAN = Plan(config)
+CLAIMS_SPEC = claims_spec(PLAN) if PLAN.claims_outputs() else {}
 PLN = pln_command(config.get("pln_command"))
 RUNS = PLAN.runs_root
 
@@ -54,6 +56,8 @@ localrules:
     figure,
     fig8,
     summary,
+    claims,
+    resolving_power,
 
 
 def train_inputs(wildcards):
