@@ -374,6 +374,27 @@ def test_length_groups_and_gain(tmp_path):
     data = fig8_data(spec)
     assert data["gain"].iloc[0] == pytest.approx(100.0)  # 100 vs 50
     assert data["gain"].iloc[2] == pytest.approx(-50.0)  # 50 vs 100
+    assert data["count"].tolist() == [2, 0, 2] and data["below_min"].all()  # min_count 30 by default
+    assert data["pln_low"].isna().all()  # one seed: no interval over seeds
+
+
+def test_fig8_intervals_and_gain_interval(tmp_path):
+    rel = {q: (0.05 if q < 40 else 0.6) for q in range(80)}
+    runs = {}
+    rng = np.random.default_rng(0)
+    for name, p_hit in (("a", 0.75), ("b", 0.5)):
+        frames = [fake_predictions({q: [0.9 if rng.random() < p_hit else 0.1] for q in range(80)}, rel)
+                  for s in range(3)]
+        runs[name] = [{"predictions": _save(tmp_path / f"{name}{s}.csv", f)} for s, f in enumerate(frames)]
+    spec = {"metrics": ["R1@0.5"], "edges": [0.0, 0.1, 1.0], "min_count": 30, "panels": [{
+        "dataset": "TACoS", "dataset_used": "synthetic-tacos",
+        "pln": {"label": "PLN", "runs": runs["a"]}, "baseline": {"label": "2D-TAN", "runs": runs["b"]}}]}
+    data = fig8_data(spec)
+    first = data.iloc[0]
+    assert first["count"] == 40 and not first["below_min"]
+    a, b = first["pln"], first["baseline"]
+    assert first["gain"] == pytest.approx(100 * (a / b - 1))
+    assert first["gain_low"] < first["gain"] < first["gain_high"] and first["pln_low"] < a < first["pln_high"]
 
 
 def _save(path: Path, frame: pd.DataFrame) -> str:

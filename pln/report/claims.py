@@ -11,7 +11,7 @@ and paper overlays inherit them). A claim has a text, a source, a metric and a l
   disjoint query sets (claim: "the gain is larger on TACoS than on ActivityNet");
 - ``{group_gain: P, group: G, versus: K}``: PLN's relative gain over the baseline of Fig. 8
   panel ``P`` in length group ``G`` minus that in group ``K`` (a fraction; groups with fewer than
-  ``claims.min_group_queries`` test queries are not testable).
+  ``figures.fig8.min_count`` test queries are not testable).
 
 A part whose paper value is missing (the paper prints no 2D-TAN row with I3D features; Fig. 8
 is a plot) names the direction the paper states with ``paper_sign: 1`` or ``-1``.
@@ -40,7 +40,8 @@ from pln.errors import ConfigError
 from pln.eval.metrics import group_labels
 from pln.report.experiments import Plan
 from pln.report.paper import PaperValues
-from pln.report.tables import outcome_matrix, read_checked_csv, read_predictions, read_run_json
+from pln.report.tables import (outcome_matrix, query_length_groups, query_union, read_checked_csv,
+                               read_predictions, read_run_json)
 from pln.utils import atomic_write_text
 
 COLUMNS = ("setting", "id", "claim", "source", "metric", "paper_effect", "effect", "low", "high", "mde",
@@ -104,7 +105,8 @@ def claims_spec(plan: Plan) -> dict[str, Any]:
         claims.append({"id": str(claim["id"]), "claim": claim["claim"], "source": claim["source"],
                        "metric": claim["metric"], "parts": parts})
     return {**plan.meta(), "min_seeds": int(plan.config.get("report", {}).get("min_seeds_for_test", 3)),
-            "min_group_queries": int(cfg.get("min_group_queries", 30)), "claims": claims,
+            "min_group_queries": int(plan.figure_spec("fig8")["min_count"]) if "fig8" in plan.figures else 30,
+            "claims": claims,
             "outputs": plan.claims_outputs()}
 
 
@@ -166,7 +168,7 @@ class Outcomes:
     def matrices(self, rows: list[list[dict[str, Any]]], metric: str) -> list[np.ndarray]:
         """``[S_i, Q]`` per list of runs, on the union of their test queries (missing: 0)."""
         preds = [[self.predictions(r["predictions"]) for r in runs] for runs in rows]
-        queries = pd.Index(sorted(set().union(*(set(p["query"]) for ps in preds for p in ps))))
+        queries = query_union([p for ps in preds for p in ps])
         return [outcome_matrix(ps, metric, queries) for ps in preds]
 
 
@@ -196,17 +198,7 @@ def _group_matrices(part: dict[str, Any], metric: str, data: Outcomes) -> tuple[
     runs = [panel["pln"]["runs"], panel["baseline"]["runs"]]
     mats = data.matrices(runs, metric)
     preds = [data.predictions(r["predictions"]) for rs in runs for r in rs]
-    queries = pd.Index(sorted(set().union(*(set(p["query"]) for p in preds))))
-    rel = pd.concat([p.groupby("query")["rel_length"].first() for p in preds]).groupby(level=0).first()
-    return mats, length_group_of(rel.reindex(queries).to_numpy(), part["edges"])
-
-
-def length_group_of(rel_length: np.ndarray, edges: list[float]) -> np.ndarray:
-    """Length group index per query (``edges[g] <= x < edges[g+1]``, the last closed; -1 outside)."""
-    group = np.searchsorted(np.asarray(edges), rel_length, side="right") - 1
-    group[rel_length == edges[-1]] = len(edges) - 2
-    group[(rel_length < edges[0]) | (rel_length > edges[-1]) | np.isnan(rel_length)] = -1
-    return group
+    return mats, query_length_groups(preds, query_union(preds), part["edges"])
 
 
 def _part_effect(part: dict[str, Any], metric: str, data: Outcomes, spec: dict[str, Any]

@@ -288,6 +288,7 @@ class Plan:
         elif figure == "fig8":
             spec["metrics"] = list(cfg.get("metrics", ["R1@0.5", "mIoU"]))
             spec["edges"] = [float(e) for e in cfg.get("edges", [0.0, 0.1, 0.2, 0.3, 0.5, 1.0])]
+            spec["min_count"] = int(cfg.get("min_count", 30))
             spec["panels"] = []
             for panel in cfg["panels"]:
                 dataset = self.models[panel["pln"]]["dataset"]

@@ -132,13 +132,31 @@ def aligned_outcomes(preds_a: list[pd.DataFrame], preds_b: list[pd.DataFrame], m
     Queries are the union over all runs; a query missing from a run's predictions (nothing kept)
     counts as 0 there. Returns two arrays ``[Q]``.
     """
-    queries = _query_union(preds_a + preds_b)
+    queries = query_union(preds_a + preds_b)
     return (outcome_matrix(preds_a, metric, queries).mean(axis=0),
             outcome_matrix(preds_b, metric, queries).mean(axis=0))
 
 
-def _query_union(preds: list[pd.DataFrame]) -> pd.Index:
+def query_union(preds: list[pd.DataFrame]) -> pd.Index:
+    """Every test query of any of the runs, sorted."""
     return pd.Index(sorted(set().union(*(set(p["query"]) for p in preds))))
+
+
+def length_group_of(rel_length: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Length group per query as in :func:`pln.eval.metrics.length_groups`, from ``rel_length [Q]``.
+
+    ``edges[g] <= x < edges[g+1]``, the last group closed; -1 outside the edges (or NaN).
+    """
+    group = np.searchsorted(np.asarray(edges), rel_length, side="right") - 1
+    group[rel_length == edges[-1]] = len(edges) - 2
+    group[(rel_length < edges[0]) | (rel_length > edges[-1]) | np.isnan(rel_length)] = -1
+    return group
+
+
+def query_length_groups(preds: list[pd.DataFrame], queries: pd.Index, edges: list[float]) -> np.ndarray:
+    """Length group ``[Q]`` of each of ``queries`` from the runs' ``rel_length`` column."""
+    rel = pd.concat([p.groupby("query")["rel_length"].first() for p in preds]).groupby(level=0).first()
+    return length_group_of(rel.reindex(queries).to_numpy(dtype=np.float64), edges)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -197,7 +215,7 @@ def build_table(spec: dict[str, Any]) -> pd.DataFrame:
                                     f"check the metrics of table {spec['table']}")
                 mean, std, n = _summary([m[metric] for m in per_run])
                 if preds is not None:
-                    cell = stats.mean_interval(outcome_matrix(preds, metric, _query_union(preds)),
+                    cell = stats.mean_interval(outcome_matrix(preds, metric, query_union(preds)),
                                                seed=spec["bootstrap_seed"])
                 else:
                     cell = stats.seed_effect(np.array([m[metric] for m in per_run]))
@@ -215,7 +233,7 @@ def build_table(spec: dict[str, Any]) -> pd.DataFrame:
                 }
                 if against is not None and preds is not None:
                     base = preds_of(against["runs"])
-                    qs = _query_union(preds + base)
+                    qs = query_union(preds + base)
                     eff = stats.paired_effect(outcome_matrix(preds, metric, qs), outcome_matrix(base, metric, qs),
                                               min_seeds=min_seeds)
                     line.update(baseline=against["label"], effect=eff.estimate, effect_low=eff.low,
