@@ -46,7 +46,7 @@ from pln.utils import atomic_write_text
 
 COLUMNS = ("setting", "id", "claim", "source", "metric", "paper_effect", "effect", "low", "high", "mde",
            "verdict", "parts", "deciding_part", "seeds", "queries", "method")
-PART_COLUMNS = ("id", "part", "paper_effect", "effect", "low", "high", "mde", "verdict", "seeds", "queries",
+PART_COLUMNS = ("id", "part", "paper_effect", "paper_sign", "effect", "low", "high", "mde", "verdict", "seeds", "queries",
                 "method")
 
 
@@ -253,7 +253,7 @@ def build_claims(spec: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
             sign = part.get("paper_sign")
             direction = paper if not math.isnan(paper) else (float(sign) if sign else math.nan)
             scale = 100.0 if part["kind"] == "group_gain" else 1.0  # a fraction -> percent
-            parts.append({"id": claim["id"], "part": part["label"], "paper_effect": paper,
+            parts.append({"id": claim["id"], "part": part["label"], "paper_effect": paper, "paper_sign": sign,
                           "effect": eff.estimate * scale, "low": eff.low * scale, "high": eff.high * scale,
                           "mde": mde * scale, "verdict": stats.verdict(direction, eff),
                           "seeds": f"{eff.n_seeds_a}/{eff.n_seeds_b}", "queries": eff.n_queries,
@@ -309,7 +309,8 @@ def to_markdown(claims: pd.DataFrame, parts: pd.DataFrame, spec: dict[str, Any])
     out += ["", "## Parts", "", "| # | Comparison | Paper | Ours [95% CI] | MDE | Seeds | Queries | Method | Verdict |",
             "|---|---|---|---|---|---|---|---|---|"]
     for _, p in parts.iterrows():
-        out.append(f"| {p['id']} | {p['part']} | {_num(p['paper_effect'])} | {_num(p['effect'])} "
+        sign = None if pd.isna(p["paper_sign"]) else int(p["paper_sign"])
+        out.append(f"| {p['id']} | {p['part']} | {_paper(p['paper_effect'], sign)} | {_num(p['effect'])} "
                    f"{_interval(p['low'], p['high'])} | {_num(p['mde'], False)} | {p['seeds']} | {p['queries']} | "
                    f"{p['method']} | {p['verdict']} |")
     return "\n".join(out) + "\n"

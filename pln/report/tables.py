@@ -9,7 +9,9 @@ one long :class:`pandas.DataFrame`, one line per (row, metric), with the columns
 - ``low``, ``high``: the 95% interval of the mean over seeds and test queries
   (:func:`pln.stats.mean_interval` on the per-query outcomes of ``predictions.csv``; for a
   strategy whose per-query outcomes are not stored, :func:`pln.stats.seed_effect` on the per-run
-  values) and ``interval`` (which kind); empty below 2 seeds;
+  values) and ``interval`` (which kind); empty below 2 seeds. The interval keeps its offsets
+  from the per-query mean but is placed around ``mean`` (the runs' ``test_metrics.json``), so a
+  cell never shows an interval off its own number;
 - ``queries``: test queries behind the row (fewest over its runs), ``split_queries``: the test
   split's size (``run.test_queries`` / ``run.test_split_queries`` of ``test_metrics.json`` when
   present; else the queries of ``predictions.csv`` / empty);
@@ -224,7 +226,10 @@ def build_table(spec: dict[str, Any]) -> pd.DataFrame:
                     "table": spec["table"], "setting": spec["setting"], "setting_file": spec["setting_file"],
                     "block": block["title"], "dataset": block["dataset"], "dataset_used": block["dataset_used"],
                     "row": row["label"], "model": row["model"], "metrics_from": row["metrics_from"],
-                    "metric": metric, "mean": mean, "std": std, "low": cell.low, "high": cell.high,
+                    # the interval's offsets from the per-query mean, around the runs' own mean (the
+                    # two agree when predictions.csv reproduces test_metrics.json exactly)
+                    "metric": metric, "mean": mean, "std": std, "low": mean + cell.low - cell.estimate,
+                    "high": mean + cell.high - cell.estimate,
                     "interval": cell.method if not math.isnan(cell.low) else "",
                     "n": n, "seeds": " ".join(str(r["seed"]) for r in runs if r["seed"] is not None),
                     "queries": queries, "split_queries": split,
