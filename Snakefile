@@ -1,6 +1,6 @@
 # PLN-Bench: every table and figure of the paper, regenerated.
 #
-#   snakemake --cores 8 all                 tables, figures and results/README.md
+#   snakemake --cores 8 all                 claims report, tables, figures and results/README.md
 #   snakemake --cores 8 all_tables          results/tables/table{1..7}.{csv,md,tex}
 #   snakemake --cores 8 all_figures         figures/fig{5,7,8}.{png,pdf}
 #   snakemake --cores 8 figures/fig7.png    one output: only the jobs it needs
@@ -30,3 +30,4 @@ include: "workflow/rules/runs.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/claims.smk"

@@ -25,11 +25,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--designs", type=int, default=1000, help="simulated experiments per design")
     parser.add_argument("--methods", nargs="+", default=["default", "t", "pivot", "bootstrap"])
+    parser.add_argument("--queries", type=int, nargs="+", default=None, help="only designs with these test queries")
+    parser.add_argument("--seed-sd", type=float, nargs="+", default=None, help="only these latent seed s.d.")
+    parser.add_argument("--append", action="store_true", help="add the rows to an existing --out file")
     parser.add_argument("--out", default="results/benchmarks/interval_coverage.csv")
     args = parser.parse_args()
     rows = []
     for method in args.methods:
         for n_seeds, n_queries, seed_sd in DESIGNS:
+            if (args.queries and n_queries not in args.queries) or (args.seed_sd and seed_sd not in args.seed_sd):
+                continue
             design = Design(n_seeds=n_seeds, n_queries=n_queries, seed_sd=seed_sd)
             res = coverage(design, args.designs, seed=1,
                            method=None if method == "default" else method)
@@ -38,6 +43,8 @@ def main() -> int:
                          "mc_se": round(res["mc_se"], 4), "paired_half_width": round(res["half_width"], 2)})
             print(rows[-1], flush=True)
     frame = pd.DataFrame(rows)
+    if args.append and Path(args.out).exists():
+        frame = pd.concat([pd.read_csv(args.out), frame], ignore_index=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, frame.to_csv(index=False))
     print(frame.to_string(index=False))

@@ -178,6 +178,9 @@ class SyntheticConfig:
     """The built-in synthetic benchmark (no download)."""
 
     scale: float = 1.0  # multiplies the videos per split of the real dataset's shape
+    # The test split's scale (None: ``scale``). Only how many test videos and queries are
+    # drawn changes, from the same distributions: evaluation is cheap, training is not.
+    test_scale: float | None = None
     seed: int = 0
     feature_dim: int = 64  # raw feature size of generated videos
     noise: float = 0.5
@@ -238,6 +241,8 @@ class DataConfig:
                               "data.feature_file")
         if self.feature_dir is not None and self.feature_file is not None:
             raise ConfigError("data.feature_dir and data.feature_file are both set; give one of them")
+        if self.synthetic.test_scale is not None and not self.synthetic.test_scale > 0:
+            raise ConfigError("data.synthetic.test_scale must be > 0 (or null: the same as data.synthetic.scale)")
         if not 0.0 < self.charades_val_fraction < 1.0:
             raise ConfigError("data.charades_val_fraction must be in (0, 1)")
         if self.num_workers < 0:

@@ -243,8 +243,8 @@ def paired_effect(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int
     ``a [S_a, Q]``, ``b [S_b, Q]``: the seeds of the two models need not match (they are
     independent trainings); the queries must. ``method`` ``"t"`` (default), ``"pivot"`` or
     ``"bootstrap"`` (``n_boot`` draws / resamples from ``seed``); the pivot over-covers a paired
-    difference (two seed parts of 2 df each make its fiducial variance heavy-tailed). ``testable`` is False when either side has fewer than
-    ``min_seeds`` seeds; the interval is still given when both have at least 2 (NaN otherwise).
+    difference (two seed parts of 2 df each make its fiducial variance heavy-tailed).
+    ``testable`` is False when either side has fewer than ``min_seeds`` seeds; the interval is still given when both have at least 2 (NaN otherwise).
     """
     a, b = _check(a, "a"), _check(b, "b")
     if a.shape[1] != b.shape[1]:
@@ -264,21 +264,97 @@ def paired_effect(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int
     return Effect(estimate, low, high, sa, sb, q, testable, _method_name(method))
 
 
-def relative_effect(a: np.ndarray, b: np.ndarray, *, level: float = 0.95, min_seeds: int = 3) -> Effect:
-    """Relative gain ``mean(A) / mean(B) - 1`` (a fraction) with a delta-method interval.
+def _linear_terms(a: np.ndarray, b: np.ndarray, relative: bool) -> tuple[float, list[tuple[float, int]]]:
+    """(estimate, variance parts) of ``mean(A) - mean(B)`` or, ``relative``, ``mean(A) / mean(B) - 1``.
 
-    Linearised around the means, the ratio's error is that of the paired difference of
-    ``a / mean(B)`` and ``b * mean(A) / mean(B)^2``, so :func:`paired_effect`'s interval applies.
-    NaN when ``mean(B)`` is 0.
+    The ratio is linearised around the means: its error is that of the paired difference of
+    ``a / mean(B)`` and ``b * mean(A) / mean(B)^2`` (delta method). NaN estimate when
+    ``mean(B)`` is 0 or a side has one seed.
     """
     a, b = _check(a, "a"), _check(b, "b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b must hold the same queries: {a.shape[1]} != {b.shape[1]}")
     ma, mb = float(a.mean()), float(b.mean())
-    if mb == 0:
-        return Effect(math.nan, math.nan, math.nan, a.shape[0], b.shape[0], a.shape[1], False, "delta method")
-    lin = paired_effect(a / mb, b * ma / (mb * mb), level=level, min_seeds=min_seeds)
-    ratio = ma / mb - 1
-    return Effect(ratio, ratio + lin.low - lin.estimate, ratio + lin.high - lin.estimate, lin.n_seeds_a,
-                  lin.n_seeds_b, lin.n_queries, lin.testable, f"delta method, {METHOD_T}")
+    if relative:
+        if mb == 0:
+            return math.nan, []
+        estimate, a, b = ma / mb - 1, a / mb, b * ma / (mb * mb)
+    else:
+        estimate = ma - mb
+    if min(a.shape[0], b.shape[0]) < 2:
+        return estimate, []
+    return estimate, _interval_parts([a, b], a.mean(axis=0) - b.mean(axis=0))
+
+
+def contrast(pairs: list[tuple[np.ndarray, np.ndarray]], weights: list[float], *, relative: bool = False,
+             level: float = 0.95, min_seeds: int = 3) -> Effect:
+    """``sum_i w_i * effect_i`` of paired effects on disjoint query sets, with a t interval.
+
+    ``pairs``: ``(a_i [S, Q_i], b_i [S, Q_i])``; ``effect_i`` is their paired difference, or
+    with ``relative`` their relative gain (a fraction). E.g. weights ``[1, -1]`` on TACoS and
+    ActivityNet: "the gain is larger on TACoS". The terms' variances add (independent query sets
+    and trainings; for the same trained models on two query groups the seed effects are shared,
+    and adding their variances over-states the error, i.e. is conservative). Welch-Satterthwaite
+    df over all parts. ``n_seeds_*``: the smallest over the pairs; ``n_queries``: the sum.
+    """
+    estimate, parts = 0.0, []
+    for (a, b), w in zip(pairs, weights, strict=True):
+        est, p = _linear_terms(a, b, relative)
+        estimate += w * est
+        parts += [(w * w * v, df) for v, df in p] if p else [(math.nan, 1)]
+    sa = min(np.shape(a)[0] for a, _ in pairs)
+    sb = min(np.shape(b)[0] for _, b in pairs)
+    q = sum(np.shape(a)[1] for a, _ in pairs)
+    method = f"{'delta method, ' if relative else ''}{METHOD_T}"
+    if math.isnan(estimate) or any(math.isnan(v) for v, _ in parts):
+        return Effect(estimate, math.nan, math.nan, sa, sb, q, False, method)
+    low, high = _t_interval(estimate, parts, level)
+    return Effect(estimate, low, high, sa, sb, q, min(sa, sb) >= min_seeds, method)
+
+
+def relative_effect(a: np.ndarray, b: np.ndarray, *, level: float = 0.95, min_seeds: int = 3) -> Effect:
+    """Relative gain ``mean(A) / mean(B) - 1`` (a fraction) with a delta-method t interval."""
+    return contrast([(a, b)], [1.0], relative=True, level=level, min_seeds=min_seeds)
+
+
+def _seed_parts(a: np.ndarray, b: np.ndarray | None, paired: bool
+                ) -> tuple[float, list[tuple[float, int]], int, int]:
+    """(estimate, variance parts, S_a, S_b) of per-seed values; no parts below 2 seeds."""
+    a = np.asarray(a, dtype=np.float64)
+    if b is None or paired:
+        x = a if b is None else a - np.asarray(b, dtype=np.float64)
+        parts = [(float(x.var(ddof=1)) / x.size, x.size - 1)] if x.size > 1 else []
+        return float(x.mean()), parts, x.size, (x.size if b is not None else 0)
+    b = np.asarray(b, dtype=np.float64)
+    parts = [(float(x.var(ddof=1)) / x.size, x.size - 1) for x in (a, b)] if min(a.size, b.size) > 1 else []
+    return float(a.mean() - b.mean()), parts, a.size, b.size
+
+
+def seed_effect(a: np.ndarray, b: np.ndarray | None = None, *, paired: bool = False, level: float = 0.95,
+                min_seeds: int = 3) -> Effect:
+    """Mean (or difference) of per-seed metric values ``a [S_a]`` (``b [S_b]``) with a t interval.
+
+    For numbers stored only per run (e.g. a strategy whose per-query outcomes are not kept):
+    the seed-to-seed spread holds the seed variance and the part of the query noise that varies
+    with the seed, not the query sample shared by all seeds, so the interval is narrower than
+    :func:`paired_effect`'s would be. ``paired``: ``a`` and ``b`` come from the same trainings
+    (two strategies of one model) and are differenced seed by seed; otherwise Welch.
+    """
+    estimate, parts, sa, sb = _seed_parts(a, b, paired)
+    method = "seed-level t (per-query outcomes not stored)"
+    if not parts:
+        return Effect(estimate, math.nan, math.nan, sa, sb, 0, False, method)
+    low, high = _t_interval(estimate, parts, level)
+    return Effect(estimate, low, high, sa, sb, 0, min(sa, sb or sa) >= min_seeds, method)
+
+
+def _mde(parts: list[tuple[float, int]], level: float, power: float) -> float:
+    """``(t(1 - alpha/2, df) + t(power, df)) * se`` for variance parts ``(value, dof)``."""
+    var = sum(v for v, _ in parts)
+    if not parts or math.isnan(var):
+        return math.nan
+    df = _satterthwaite(parts)
+    return float((stdtrit(df, 0.5 + level / 2) + stdtrit(df, power)) * math.sqrt(var))
 
 
 def design_mde(comp: Components, n_seeds_a: int, n_seeds_b: int, n_queries: int, *, level: float = 0.95,
@@ -290,9 +366,25 @@ def design_mde(comp: Components, n_seeds_a: int, n_seeds_b: int, n_queries: int,
     """
     if math.isnan(comp.seed_var_a) or math.isnan(comp.seed_var_b):
         return math.nan
-    var = comp.variance(n_seeds_a, n_seeds_b, n_queries)
-    df = comp.dof(n_seeds_a, n_seeds_b, n_queries)
-    return float((stdtrit(df, 0.5 + level / 2) + stdtrit(df, power)) * math.sqrt(var))
+    return _mde(comp._parts(n_seeds_a, n_seeds_b, n_queries), level, power)
+
+
+def contrast_mde(pairs: list[tuple[np.ndarray, np.ndarray]], weights: list[float], *, relative: bool = False,
+                 level: float = 0.95, power: float = 0.8) -> float:
+    """MDE of :func:`contrast` at the data's own design (NaN when a side has one seed)."""
+    parts = []
+    for (a, b), w in zip(pairs, weights, strict=True):
+        est, p = _linear_terms(a, b, relative)
+        if not p or math.isnan(est):
+            return math.nan
+        parts += [(w * w * v, df) for v, df in p]
+    return _mde(parts, level, power)
+
+
+def seed_mde(a: np.ndarray, b: np.ndarray | None = None, *, paired: bool = False, level: float = 0.95,
+             power: float = 0.8) -> float:
+    """MDE of :func:`seed_effect` at the data's own number of seeds (NaN below 2)."""
+    return _mde(_seed_parts(a, b, paired)[1], level, power)
 
 
 def minimum_detectable_effect(a: np.ndarray, b: np.ndarray, *, n_seeds: int | None = None,

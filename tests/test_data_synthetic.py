@@ -58,6 +58,24 @@ def test_sizes_at_scale_one() -> None:
     assert split_sizes("synthetic-charades", 1.0) == {"train": (160, 372), "test": (40, 112)}
 
 
+def test_test_scale_changes_only_the_test_split(tmp_path: Path) -> None:
+    assert split_sizes("synthetic-tacos", 1.0, test_scale=5.0) == {"train": (31, 490), "val": (14, 222),
+                                                                   "test": (62, 1000)}
+    base = SyntheticConfig(scale=0.3, feature_dim=4)
+    big = SyntheticConfig(scale=0.3, feature_dim=4, test_scale=3.0)
+    assert folder_name(base) != folder_name(big) and "_test3" in folder_name(big)
+    generate("synthetic-activitynet", tmp_path / "a", base)
+    generate("synthetic-activitynet", tmp_path / "b", big)
+    for split in ("train", "val"):
+        assert (tmp_path / "a" / f"{split}.json").read_text() == (tmp_path / "b" / f"{split}.json").read_text()
+    small, _ = read_split("activitynet", tmp_path / "a", "test")
+    large, _ = read_split("activitynet", tmp_path / "b", "test")
+    assert len(large) == split_sizes("synthetic-activitynet", 0.3, 3.0)["test"][1] > 5 * len(small)
+    # the same generator: the first test videos are the same videos (same durations)
+    first = {s.video_id: s.duration for s in small}
+    assert all(first[v] == d for v, d in {s.video_id: s.duration for s in large}.items() if v in first)
+
+
 def _oracle_recall(tmp_path: Path, cfg: SyntheticConfig, use: str) -> float:
     """R1@0.5 of a nearest-prototype reader of the sentence's action and/or object word."""
     acts, objs = prototypes(cfg)

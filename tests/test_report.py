@@ -237,23 +237,30 @@ def test_real_data_inputs():
 
 
 def test_table2_aggregates_seeds_and_compares_with_paper(tmp_path):
-    plan = Plan(demo_config(tmp_path))
-    good = [fake_predictions({q: [0.9 if q % 3 else 0.1] for q in range(60)})] * 2
-    bad = [fake_predictions({q: [0.1] for q in range(60)})] * 2
+    config = demo_config(tmp_path)
+    config["seed_sets"]["paired"] = [0, 1, 2]
+    plan = Plan(config)
+    good = [fake_predictions({q: [0.9 if q % 3 else 0.1] for q in range(60)})] * 3
+    bad = [fake_predictions({q: [0.1] for q in range(60)})] * 3
     fill_fake_runs(plan, {"tacos-pln2": good, "tacos-tan": bad})
     spec = plan.table_spec("table2")
     df = build_table(spec)
     pln = df[(df["block"] == "TACoS") & (df["row"] == "PLN")].set_index("metric")
-    # seeds 0 and 1: 40 + 2 and 44 + 2 (default = stage2)
-    assert pln.loc["R1@0.1", "mean"] == pytest.approx(44.0)
-    assert pln.loc["R1@0.1", "std"] == pytest.approx(math.sqrt(8.0))
-    assert pln.loc["R1@0.1", "n"] == 2 and pln.loc["R1@0.1", "seeds"] == "0 1"
+    # seeds 0, 1, 2: 40 + 2, 44 + 2, 48 + 2 (default = stage2)
+    assert pln.loc["R1@0.1", "mean"] == pytest.approx(46.0)
+    assert pln.loc["R1@0.1", "std"] == pytest.approx(4.0)
+    assert pln.loc["R1@0.1", "n"] == 3 and pln.loc["R1@0.1", "seeds"] == "0 1 2"
     assert pln.loc["R1@0.1", "paper"] == pytest.approx(53.74)
-    assert pln.loc["R1@0.1", "diff"] == pytest.approx(44.0 - 53.74)
+    assert math.isnan(pln.loc["R1@0.1", "diff"])  # synthetic data: the paper's value is a reference only
     assert (pln["dataset_used"] == "synthetic-tacos").all() and (pln["setting"] == "demo").all()
-    # paired test: 40 of 60 queries better, none worse -> +66.7 points, tiny p
-    assert pln.loc["R1@0.5", "diff_vs_baseline"] == pytest.approx(100.0 * 40 / 60)
-    assert pln.loc["R1@0.5", "p_value"] < 0.01
+    assert (pln["queries"] == 60).all() and pln["split_queries"].isna().all()
+    # the cell's interval: identical seeds, 40 of 60 hits -> query s.e. sqrt(var / 60)
+    hits = np.array([100.0 if q % 3 else 0.0 for q in range(60)])
+    half = 1.96 * hits.std(ddof=1) / math.sqrt(60)
+    assert pln.loc["R1@0.5", "high"] - pln.loc["R1@0.5", "low"] == pytest.approx(2 * half, rel=0.1)
+    # paired effect: 40 of 60 queries better, none worse -> +66.7 points, interval excludes 0
+    assert pln.loc["R1@0.5", "effect"] == pytest.approx(100.0 * 40 / 60)
+    assert pln.loc["R1@0.5", "effect_low"] > 0 and pln.loc["R1@0.5", "testable"]
     assert pln.loc["R1@0.5", "baseline"] == "2D-TAN (one-stage)"
     prior = df[(df["row"] == "Prior only")]
     assert (prior["n"] == 1).all() and prior["std"].isna().all() and prior["paper"].isna().all()
@@ -262,17 +269,37 @@ def test_table2_aggregates_seeds_and_compares_with_paper(tmp_path):
     assert anet["dataset_used"].iloc[0] == "synthetic-activitynet"
 
 
-def test_identical_systems_give_p_one_and_one_seed_gives_no_test(tmp_path):
+def test_identical_systems_give_zero_effect_and_two_seeds_no_test(tmp_path):
     config = demo_config(tmp_path)
+    config["seed_sets"]["paired"] = [0, 1, 2]
     plan = Plan(config)
     fill_fake_runs(plan)
     df = build_table(plan.table_spec("table3"))
     tested = df[df["row"] == "PLN"]
-    assert (tested["p_value"] == 1.0).all() and (tested["diff_vs_baseline"] == 0.0).all()
-    config["seed_sets"]["paired"] = [0]
+    assert (tested["effect"] == 0.0).all() and tested["testable"].all()
+    assert not ((tested["effect_low"] > 0) | (tested["effect_high"] < 0)).any()
+    config["seed_sets"]["paired"] = [0, 1]
     plan = Plan(config)
+    fill_fake_runs(plan)
     df = build_table(plan.table_spec("table3"))
-    assert df[df["row"] == "PLN"]["p_value"].isna().all()
+    assert not df[df["row"] == "PLN"]["testable"].any()
+    md = make_table(plan.table_spec("table3"), tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "t.tex")
+    assert "not testable (< 3 seeds)" in (tmp_path / "t.md").read_text()
+
+
+def test_rows_on_fewer_test_queries_than_the_split_are_flagged(tmp_path):
+    plan = Plan(demo_config(tmp_path))
+    fill_fake_runs(plan)
+    for run in plan.runs("tacos-nocfm"):
+        path = Path(plan.run_file(run, "test_metrics.json"))
+        data = json.loads(path.read_text())
+        data["run"].update(test_queries=2, test_split_queries=5)
+        path.write_text(json.dumps(data))
+    out = tmp_path / "t"
+    df = make_table(plan.table_spec("table7"), out / "t.csv", out / "t.md", out / "t.tex")
+    row = df[(df["block"] == "TACoS") & (df["row"] == "w/o CFM")].iloc[0]
+    assert row["queries"] == 2 and row["split_queries"] == 5
+    assert "| 1 | 2 of 5 (!) |" in (out / "t.md").read_text()
 
 
 def test_table4_reads_stages_and_strategy2(tmp_path):
@@ -297,11 +324,11 @@ def test_table_files_render_header_and_cells(tmp_path):
     md = (out / "t.md").read_text()
     assert "Setting: demo (config.yaml)" in md
     assert "## TACoS: run on synthetic-tacos (paper: TACoS)" in md
-    assert "| Full model | 44.00 ± 2.83 (2) |" in md
-    assert "| ↳ paper | 43.89 |" in md
+    assert "| Full model | 44.00 [" in md and "| 2 | 2 |" in md  # seeds, test queries
+    assert "| ↳ paper (real data; reference only) | 43.89 |" in md and "↳ diff" not in md
     assert "clips 8-32" in md  # the demo's clip counts (32-128 divided by 4) are stated
     tex = (out / "t.tex").read_text()
-    assert r"$\pm$" in tex and "synthetic-charades" in tex and tex.count(r"\begin{tabular}") == 1
+    assert "Test queries" in tex and "synthetic-charades" in tex and tex.count(r"\begin{tabular}") == 1
 
 
 def test_missing_metrics_key_names_the_file(tmp_path):
@@ -323,7 +350,7 @@ def test_table1_from_stats(tmp_path):
     out = tmp_path / "t"
     df = make_table(plan.table_spec("table1"), out / "1.csv", out / "1.md", out / "1.tex")
     row = df[(df["dataset"] == "TACoS") & (df["row"] == "train") & (df["metric"] == "sentences")].iloc[0]
-    assert row["mean"] == 400 and row["paper"] == 9790 and row["diff"] == 400 - 9790
+    assert row["mean"] == 400 and row["paper"] == 9790 and math.isnan(row["diff"])  # synthetic: no diff
     assert "run on synthetic-tacos" in (out / "1.md").read_text()
 
 
@@ -350,6 +377,27 @@ def test_length_groups_and_gain(tmp_path):
     data = fig8_data(spec)
     assert data["gain"].iloc[0] == pytest.approx(100.0)  # 100 vs 50
     assert data["gain"].iloc[2] == pytest.approx(-50.0)  # 50 vs 100
+    assert data["count"].tolist() == [2, 0, 2] and data["below_min"].all()  # min_count 30 by default
+    assert data["pln_low"].isna().all()  # one seed: no interval over seeds
+
+
+def test_fig8_intervals_and_gain_interval(tmp_path):
+    rel = {q: (0.05 if q < 40 else 0.6) for q in range(80)}
+    runs = {}
+    rng = np.random.default_rng(0)
+    for name, p_hit in (("a", 0.75), ("b", 0.5)):
+        frames = [fake_predictions({q: [0.9 if rng.random() < p_hit else 0.1] for q in range(80)}, rel)
+                  for s in range(3)]
+        runs[name] = [{"predictions": _save(tmp_path / f"{name}{s}.csv", f)} for s, f in enumerate(frames)]
+    spec = {"metrics": ["R1@0.5"], "edges": [0.0, 0.1, 1.0], "min_count": 30, "panels": [{
+        "dataset": "TACoS", "dataset_used": "synthetic-tacos",
+        "pln": {"label": "PLN", "runs": runs["a"]}, "baseline": {"label": "2D-TAN", "runs": runs["b"]}}]}
+    data = fig8_data(spec)
+    first = data.iloc[0]
+    assert first["count"] == 40 and not first["below_min"]
+    a, b = first["pln"], first["baseline"]
+    assert first["gain"] == pytest.approx(100 * (a / b - 1))
+    assert first["gain_low"] < first["gain"] < first["gain_high"] and first["pln_low"] < a < first["pln_high"]
 
 
 def _save(path: Path, frame: pd.DataFrame) -> str:
@@ -393,6 +441,8 @@ def test_output_checker_accepts_complete_outputs_and_names_gaps(tmp_path):
     config.update(tables_dir=str(tmp_path / "results" / "tables"), figures_dir=str(tmp_path / "figures"),
                   summary=str(tmp_path / "results" / "README.md"))
     config["report"]["n_boot"] = 50
+    config["claims"].update(output=str(tmp_path / "results" / "claims"),
+                            resolving_power=str(tmp_path / "results" / "resolving_power.md"))
     plan = Plan(config)
     fill_fake_runs(plan)
     for d in plan.datasets:
@@ -406,8 +456,13 @@ def test_output_checker_accepts_complete_outputs_and_names_gaps(tmp_path):
         make_table(plan.table_spec(table), *plan.table_outputs(table))
     for figure in plan.figures:
         make_figure(plan.figure_spec(figure), plan.figure_outputs(figure))
+    from pln.report.claims import claims_spec, make_claims, make_resolving_power
+    make_claims(claims_spec(plan))
+    make_resolving_power(claims_spec(plan), plan.claims_outputs()["csv"], plan.resolving_power_output())
     write_summary(plan.summary_spec(), plan.summary)
     assert check_outputs(plan) == []
+    text = Path(plan.summary).read_text()
+    assert text.index("claims.md") < text.index("table1.md")  # the claims report comes first
     csv = plan.table_outputs("table5")[0]
     frame = pd.read_csv(csv)
     frame[frame["row"] != "N=16-32-64-128"].to_csv(csv, index=False)
@@ -419,3 +474,57 @@ def test_output_checker_accepts_complete_outputs_and_names_gaps(tmp_path):
     assert merged["setting"] == "smoke" and merged["base"]["model"]["hidden"] == 16
     assert merged["base"]["model"]["word_dim"] == 50  # kept from config.yaml
     assert merged["models"]["tacos-pln2"]["dataset"] == "tacos"  # kept from config.yaml
+
+
+# ----------------------------------------------------------------------------------------------
+# The claims report
+
+
+def test_claims_report_rows_and_verdicts(tmp_path):
+    from pln.report.claims import build_claims, claims_spec, make_claims, make_resolving_power
+
+    config = demo_config(tmp_path)
+    config["seeds"] = [0, 1, 2]
+    config["seed_sets"]["paired"] = [0, 1, 2]
+    config["claims"]["output"] = str(tmp_path / "claims")
+    plan = Plan(config)
+    rel = {q: (0.05 if q < 40 else 0.6) for q in range(80)}
+    good = [fake_predictions({q: [0.9 if q % 4 else 0.1] for q in range(80)}, rel)] * 3
+    plain = [fake_predictions({q: [0.9 if q % 2 else 0.1] for q in range(80)}, rel)] * 3
+    fill_fake_runs(plan, {m: (good if m == "tacos-pln2" else plain) for m in plan.models})
+    spec = claims_spec(plan)
+    claims, parts = build_claims(spec)
+    assert list(claims["id"]) == ["1", "2", "3", "4", "5a", "5b", "6", "7", "8"]
+    v = claims.set_index("id")["verdict"].to_dict()
+    # 1: TACoS reproduced (+25 points), the other datasets identical -> inconclusive
+    assert v["1"] == "inconclusive" and claims.set_index("id").loc["1", "parts"] == "3 inconclusive, 1 reproduced"
+    tacos = parts[(parts["id"] == "1")].iloc[0]
+    assert tacos["effect"] == pytest.approx(25.0) and tacos["low"] > 0 and tacos["verdict"] == "reproduced"
+    # 3 and 4 from the per-run values (stage t = value + t, strategy2 = value - 1): exact +1, -3 / -4
+    assert v["3"] == "reproduced" and v["4"] == "reproduced"
+    assert parts[parts["id"] == "4"]["effect"].tolist() == [-3.0, -4.0]  # two / three stages
+    assert v["5b"] == "reproduced" and v["5a"] == "inconclusive"
+    assert v["8"] == "not testable"  # the groups [0.1, 0.2) .. hold no test queries
+    paper_2 = (31.12 - 25.32) - (45.66 - 44.51)  # Table 2, R1@0.5: (PLN - 2D-TAN) TACoS - ActivityNet
+    assert parts[parts["id"] == "2"]["paper_effect"].iloc[0] == pytest.approx(paper_2)
+    assert v["2"] == "reproduced"  # +25 on TACoS, 0 on ActivityNet
+    make_claims(spec)
+    md = (tmp_path / "claims.md").read_text()
+    assert "| 5b | Two stages beat three and four stages on TACoS |" in md and "**reproduced**" in md
+    make_resolving_power(spec, tmp_path / "claims.csv", tmp_path / "rp.md")
+    assert "| tacos-pln2 | 3 | 80 |" in (tmp_path / "rp.md").read_text()
+    # two seeds a model: nothing is testable
+    config["seeds"] = [0, 1]
+    config["seed_sets"]["paired"] = [0, 1]
+    plan = Plan(config)
+    claims, _ = build_claims(claims_spec(plan))
+    assert (claims["verdict"] == "not testable").all()
+
+
+def test_claims_refuse_an_unknown_row(tmp_path):
+    from pln.report.claims import claims_spec
+
+    config = demo_config(tmp_path)
+    config["claims"]["list"][0]["parts"][0]["a"] = ["table2", "TACoS", "PLM"]
+    with pytest.raises(ConfigError, match=r"claims.list\[0\].parts\[0\].a: no row 'PLM'"):
+        claims_spec(Plan(config))

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -44,6 +46,7 @@ def dry_run(*args: str) -> dict[str, int]:
 def test_dry_run_of_every_target(setting):
     counts = dry_run("all", *setting)
     assert counts["table"] == 7 and counts["figure"] == 2 and counts["fig8"] == 1 and counts["summary"] == 1
+    assert counts["claims"] == 1 and counts["resolving_power"] == 1
     assert counts["stats"] == 4 and counts["prior"] == 4
     assert counts["run_config"] == counts["train"] + counts["prior"] + counts["stats"]
     tables = dry_run("all_tables", *setting)
@@ -226,6 +229,22 @@ def test_smoke_workflow_end_to_end(tmp_path):
     check = subprocess.run([sys.executable, "-m", "pln.report.check", "config/smoke.yaml"], cwd=work,
                            capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stdout + check.stderr
+    # the claims report: one row per declared claim; the smoke setting trains 2 seeds (Tables 2-3
+    # models, tacos-pln2) or 1, so nothing is testable, and the MDE needs 2 seeds a model
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    claims = pd.read_csv(work / "results" / "claims.csv", dtype={"id": str}).set_index("id")
+    assert list(claims.index) == [str(c["id"]) for c in config["claims"]["list"]]
+    assert (claims["verdict"] == "not testable").all() and (claims["setting"] == "smoke").all()
+    # MDE: known with 2 seeds on both sides (claims 1 and 3: >= 0; 0 where an untrained model
+    # scores 0 on every query), unknown with one seed (w/o CFM / w/o UC)
+    assert claims.loc["1", "mde"] >= 0 and claims.loc["3", "mde"] >= 0
+    assert np.isnan(claims.loc["7", "mde"])
+    parts = pd.read_csv(work / "results" / "claims_parts.csv", dtype={"id": str})
+    assert parts.groupby("id").size().to_dict() == {str(c["id"]): len(c["parts"]) for c in config["claims"]["list"]}
+    assert claims.loc["1", "queries"] > 0 and claims.loc["1", "seeds"] == "2/2"
+    summary = (work / "results" / "README.md").read_text()
+    assert summary.index("claims.md") < summary.index("table1.md")
+    assert "| tacos-pln2 | 2 |" in (work / "results" / "resolving_power.md").read_text()
     second = run("-n", "all", "--configfile", "config/smoke.yaml")
     assert "Nothing to be done" in second.stdout + second.stderr
     report = run("--report", "results/report.html", "all", "--configfile", "config/smoke.yaml")

@@ -22,6 +22,7 @@ from pln.eval.metrics import group_labels
 from pln.report.experiments import Plan
 from pln.report.overlays import merged_config
 from pln.report.tables import COLUMNS
+from pln.stats import VERDICTS
 
 
 def load_snakemake_config(overlays: list[str | Path], base: str | Path = "config.yaml") -> dict[str, Any]:
@@ -106,19 +107,37 @@ def check_run_files(plan: Plan) -> list[str]:
     return problems
 
 
+def check_claims(plan: Plan) -> list[str]:
+    """The claims report: one row per declared claim, each with a known verdict."""
+    outputs = plan.claims_outputs()
+    problems = [f"{f}: missing" for f in plan.all_reports() if not Path(f).exists()]
+    if not outputs or problems:
+        return problems
+    frame = pd.read_csv(outputs["csv"], dtype={"id": str})
+    want = [str(c["id"]) for c in plan.claims["list"]]
+    if list(frame["id"]) != want:
+        problems.append(f"{outputs['csv']}: claims {list(frame['id'])}, expected {want}")
+    bad = sorted(set(frame["verdict"]) - set(VERDICTS))
+    if bad:
+        problems.append(f"{outputs['csv']}: unknown verdicts {bad}")
+    return problems
+
+
 def check_outputs(plan: Plan) -> list[str]:
-    """Every problem found with the run results, tables, figures and summary of ``plan`` (empty:
-    all good)."""
+    """Every problem found with the run results, tables, figures, claims and summary of ``plan``
+    (empty: all good)."""
     problems = check_run_files(plan)
     problems += [p for t in plan.tables for p in check_table(plan, t)]
+    problems += check_claims(plan)
     problems += [p for f in plan.figures for p in check_figure(plan, f)]
     summary = Path(plan.summary)
     if not summary.exists():
         problems.append(f"{summary}: missing")
     else:
         text = summary.read_text()
-        problems += [f"{summary}: no link to {f}" for f in plan.all_tables() + plan.all_figures()
-                     if Path(f).name not in text]
+        claims_md = [plan.claims_outputs()["md"]] if plan.claims_outputs() else []
+        linked = claims_md + plan.all_tables() + plan.all_figures()
+        problems += [f"{summary}: no link to {f}" for f in linked if Path(f).name not in text]
     return problems
 
 

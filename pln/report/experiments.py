@@ -83,6 +83,7 @@ class Plan:
         self.models: dict[str, dict[str, Any]] = config["models"]
         self.tables: dict[str, dict[str, Any]] = config.get("tables", {})
         self.figures: dict[str, dict[str, Any]] = config.get("figures", {})
+        self.claims: dict[str, Any] = config.get("claims", {})
         self._check_references()
         self.run_configs: dict[str, dict[str, Any]] = self._resolve_run_configs()
 
@@ -236,7 +237,7 @@ class Plan:
         report = self.config.get("report", {})
         spec["n_boot"] = int(report.get("n_boot", 2000))
         spec["bootstrap_seed"] = int(report.get("bootstrap_seed", 0))
-        spec["min_seeds_for_test"] = int(report.get("min_seeds_for_test", 2))
+        spec["min_seeds_for_test"] = int(report.get("min_seeds_for_test", 3))
         blocks = []
         for block in cfg["blocks"]:
             dataset = block["dataset"]
@@ -244,7 +245,7 @@ class Plan:
             for row in block["rows"]:
                 against = row.get("test_against")
                 item = {"label": row["label"], "model": row["model"], "metrics_from": row.get("metrics_from", "default"),
-                        "paper": row.get("paper"), "runs": self._run_files(row["model"], against is not None)}
+                        "paper": row.get("paper"), "runs": self._run_files(row["model"], True)}
                 models.append(row["model"])
                 if against is not None:
                     label = next((r["label"] for r in block["rows"] if r["model"] == against), against)
@@ -294,14 +295,16 @@ class Plan:
         elif figure == "fig8":
             spec["metrics"] = list(cfg.get("metrics", ["R1@0.5", "mIoU"]))
             spec["edges"] = [float(e) for e in cfg.get("edges", [0.0, 0.1, 0.2, 0.3, 0.5, 1.0])]
+            spec["min_count"] = int(cfg.get("min_count", 30))
             spec["panels"] = []
             for panel in cfg["panels"]:
                 dataset = self.models[panel["pln"]]["dataset"]
                 spec["panels"].append({
                     "dataset": self.datasets[dataset].get("paper", dataset),
                     "dataset_used": self.dataset_used(dataset),
-                    "pln": {"label": panel.get("pln_label", "PLN"), "runs": self._run_files(panel["pln"], True)},
-                    "baseline": {"label": panel.get("baseline_label", "2D-TAN (one-stage)"),
+                    "pln": {"label": panel.get("pln_label", "PLN"), "model": panel["pln"],
+                            "runs": self._run_files(panel["pln"], True)},
+                    "baseline": {"label": panel.get("baseline_label", "2D-TAN (one-stage)"), "model": panel["baseline"],
                                  "runs": self._run_files(panel["baseline"], True)},
                 })
         return spec
@@ -336,7 +339,25 @@ class Plan:
                         for f in FIGURES if f in self.figures],
             "runs_root": self.runs_root,
             "models": [self.model_note(m) for m in self.models],
+            "claims": {ext: rel(f) for ext, f in self.claims_outputs().items() if ext != "parts"},
+            "resolving_power": rel(self.resolving_power_output()) if self.resolving_power_output() else None,
         }
+
+    def claims_outputs(self) -> dict[str, str]:
+        """The claims report's files (``claims.output`` + ``.csv`` / ``.md`` / ``_parts.csv``), if declared."""
+        if not self.claims.get("list"):
+            return {}
+        out = self.claims.get("output", "results/claims")
+        return {"csv": f"{out}.csv", "md": f"{out}.md", "parts": f"{out}_parts.csv"}
+
+    def resolving_power_output(self) -> str | None:
+        """The resolving-power page (``claims.resolving_power``), if claims are declared."""
+        return self.claims.get("resolving_power", "results/resolving_power.md") if self.claims.get("list") else None
+
+    def all_reports(self) -> list[str]:
+        """The claims report and the resolving-power page (part of ``all``)."""
+        files = list(self.claims_outputs().values())
+        return files + ([self.resolving_power_output()] if self.resolving_power_output() else [])
 
     def all_tables(self) -> list[str]:
         return [f for t in TABLES if t in self.tables for f in self.table_outputs(t)]

@@ -4,8 +4,10 @@
   ``moment_lengths.csv``): seconds on the top row, share of the video on the bottom row.
 - Fig. 7: the stage score maps of one test query (``score_maps.npz`` of a trained run), with the
   ground truth (red) and the top-1 prediction (blue) marked.
-- Fig. 8: per moment-length group, PLN against the one-stage baseline (``predictions.csv``), with
-  the relative gain of PLN written over each group; the numbers also go to a CSV.
+- Fig. 8: per moment-length group, PLN against the one-stage baseline (``predictions.csv``): 95%
+  intervals over seeds and queries as error bars, the relative gain of PLN with its interval over
+  each group, the test queries of each group under its label, groups below ``min_count`` queries
+  hatched; the numbers also go to a CSV.
 
 Figures are drawn on :class:`matplotlib.figure.Figure` objects (no pyplot state), so the module
 works without a display. Every figure's title names the setting and the dataset actually used.
@@ -26,7 +28,9 @@ from matplotlib.ticker import MaxNLocator
 
 from pln.errors import DataError
 from pln.eval.metrics import group_labels
-from pln.report.tables import per_query_values, read_checked_csv, read_predictions
+from pln import stats
+from pln.report.tables import (outcome_matrix, query_length_groups, query_union, read_checked_csv,
+                               read_predictions)
 from pln.utils import atomic_write, atomic_write_text
 
 PLN_COLOR, BASE_COLOR, GAIN_COLOR = "#1f77b4", "#aaaaaa", "#d62728"
@@ -130,73 +134,113 @@ def length_group_table(preds: list[pd.DataFrame], metric: str, edges: list[float
     Groups follow :func:`pln.eval.metrics.length_groups`: ``edges[g] <= rel_length <
     edges[g+1]``, the last group closed. Returns ``group, count, value`` (value in percent).
     """
-    outcome = pd.concat([per_query_values(p, metric) for p in preds], axis=1)
-    outcome = outcome.fillna(0.0).mean(axis=1)
-    rel = pd.concat([p.groupby("query")["rel_length"].first() for p in preds]).groupby(level=0).first()
-    rel = rel.reindex(outcome.index)
-    group = np.searchsorted(np.asarray(edges), rel.to_numpy(), side="right") - 1
-    group[rel.to_numpy() == edges[-1]] = len(edges) - 2
+    queries = query_union(preds)
+    outcome = outcome_matrix(preds, metric, queries).mean(axis=0)
+    group = query_length_groups(preds, queries, edges)
     labels = group_labels(edges)
-    frame = pd.DataFrame({"group": group, "value": outcome.to_numpy()})
-    frame = frame[(frame["group"] >= 0) & (frame["group"] < len(labels))]
-    agg = frame.groupby("group")["value"].agg(["count", "mean"]).reindex(range(len(labels)))
-    return pd.DataFrame({"group": labels, "count": agg["count"].fillna(0).astype(int).to_numpy(),
-                         "value": agg["mean"].to_numpy()})
+    count = np.array([(group == g).sum() for g in range(len(labels))])
+    value = np.array([outcome[group == g].mean() if count[g] else np.nan for g in range(len(labels))])
+    return pd.DataFrame({"group": labels, "count": count, "value": value})
+
+
+FIG8_VALUES = ("pln", "pln_low", "pln_high", "baseline", "baseline_low", "baseline_high", "gain", "gain_low",
+               "gain_high")
 
 
 def fig8_data(spec: dict[str, Any]) -> pd.DataFrame:
-    """Long frame: dataset, dataset_used, metric, group, count, pln, baseline, gain (percent)."""
+    """Long frame, one line per (dataset, metric, group): ``count`` (test queries), ``pln`` and
+    ``baseline`` (mean over seeds and queries, percent) with 95% intervals ``*_low`` / ``*_high``
+    (:func:`pln.stats.mean_interval`), the relative ``gain`` of PLN (percent) with its interval
+    (:func:`pln.stats.relative_effect`, delta method), and ``below_min`` (fewer than
+    ``min_count`` queries: marked, its gain not interpreted)."""
     rows = []
+    min_count = int(spec.get("min_count", 30))
+    labels = group_labels(spec["edges"])
     for panel in spec["panels"]:
         for side in ("pln", "baseline"):
             if "rel_length" not in read_predictions(panel[side]["runs"][0]["predictions"]).columns:
                 raise DataError(f"{panel[side]['runs'][0]['predictions']}: no rel_length column")
         preds_pln = [read_predictions(r["predictions"]) for r in panel["pln"]["runs"]]
         preds_base = [read_predictions(r["predictions"]) for r in panel["baseline"]["runs"]]
+        queries = query_union(preds_pln + preds_base)
+        group = query_length_groups(preds_pln + preds_base, queries, spec["edges"])
         for metric in spec["metrics"]:
-            a = length_group_table(preds_pln, metric, spec["edges"])
-            b = length_group_table(preds_base, metric, spec["edges"])
-            base = b["value"].where(b["value"] != 0)
-            rows.append(pd.DataFrame({
-                "dataset": panel["dataset"], "dataset_used": panel["dataset_used"], "metric": metric,
-                "group": a["group"], "count": a["count"], "pln": a["value"], "baseline": b["value"],
-                "gain": 100.0 * (a["value"] - base) / base,
-                "pln_label": panel["pln"]["label"], "baseline_label": panel["baseline"]["label"],
-                "seeds_pln": len(preds_pln), "seeds_baseline": len(preds_base),
-            }))
-    return pd.concat(rows, ignore_index=True)
+            a_all = outcome_matrix(preds_pln, metric, queries)
+            b_all = outcome_matrix(preds_base, metric, queries)
+            for g, label in enumerate(labels):
+                sel = group == g
+                line = {"dataset": panel["dataset"], "dataset_used": panel["dataset_used"], "metric": metric,
+                        "group": label, "count": int(sel.sum()), "below_min": bool(sel.sum() < min_count),
+                        "pln_label": panel["pln"]["label"], "baseline_label": panel["baseline"]["label"],
+                        "seeds_pln": len(preds_pln), "seeds_baseline": len(preds_base)}
+                if sel.sum() >= 2:
+                    a, b = a_all[:, sel], b_all[:, sel]
+                    ea, eb = stats.mean_interval(a), stats.mean_interval(b)
+                    gain = stats.relative_effect(a, b)
+                    line.update(pln=ea.estimate, pln_low=ea.low, pln_high=ea.high, baseline=eb.estimate,
+                                baseline_low=eb.low, baseline_high=eb.high, gain=100 * gain.estimate,
+                                gain_low=100 * gain.low, gain_high=100 * gain.high)
+                else:  # 0 or 1 query: no interval
+                    line.update(dict.fromkeys(FIG8_VALUES, np.nan))
+                    if sel.any():
+                        line.update(pln=float(a_all[:, sel].mean()), baseline=float(b_all[:, sel].mean()))
+                rows.append(line)
+    return pd.DataFrame(rows)
+
+
+def _gain_text(line: pd.Series) -> str:
+    """``+12% [-3, +27]``, or ``n/a`` when the baseline scores 0 (no ratio)."""
+    if not np.isfinite(line["gain"]):
+        return "n/a"
+    if np.isfinite(line["gain_low"]):
+        return f"{round(line['gain']):+d}%\n[{round(line['gain_low']):+d}, {round(line['gain_high']):+d}]"
+    return f"{round(line['gain']):+d}%"
 
 
 def fig8(spec: dict[str, Any], data: pd.DataFrame) -> Figure:
-    """Grouped bars per length group (rows: datasets, columns: metrics), gain in red above."""
+    """Bars per length group (rows: datasets, columns: metrics) with 95% error bars, PLN's relative
+    gain and its interval above, the test queries of each group under its label; a group below
+    ``min_count`` queries is hatched and its label marked."""
     datasets = list(dict.fromkeys(data["dataset"]))
     metrics = list(spec["metrics"])
-    fig = Figure(figsize=(5.0 * len(metrics), 3.8 * len(datasets)), layout="constrained")
+    min_count = int(spec.get("min_count", 30))
+    fig = Figure(figsize=(5.4 * len(metrics), 4.4 * len(datasets)), layout="constrained")
     axes = fig.subplots(len(datasets), len(metrics), squeeze=False)
+    width = 0.38
     for r, dataset in enumerate(datasets):
         for c, metric in enumerate(metrics):
             ax = axes[r, c]
-            part = data[(data["dataset"] == dataset) & (data["metric"] == metric)]
-            pln_label, base_label = part["pln_label"].iloc[0], part["baseline_label"].iloc[0]
-            long = pd.concat([
-                pd.DataFrame({"group": part["group"], "value": part["baseline"], "model": base_label}),
-                pd.DataFrame({"group": part["group"], "value": part["pln"], "model": pln_label}),
-            ], ignore_index=True)
-            sns.barplot(long, x="group", y="value", hue="model", ax=ax,
-                        palette={base_label: BASE_COLOR, pln_label: PLN_COLOR})
-            top = np.nanmax(np.r_[part["pln"].to_numpy(), part["baseline"].to_numpy(), 1.0])
-            for x, (_, line) in enumerate(part.iterrows()):
-                if np.isfinite(line["gain"]):
-                    height = np.nanmax([line["pln"], line["baseline"]])
-                    ax.text(x, height + 0.02 * top, f"{line['gain']:+.1f}%", ha="center", va="bottom",
-                            color=GAIN_COLOR, fontsize=8)
-            ax.set_ylim(0, top * 1.12)
-            ax.set(title=f"{dataset} (run on {part['dataset_used'].iloc[0]})", xlabel="moment length / video length",
-                   ylabel=f"{metric} (%)")
+            part = data[(data["dataset"] == dataset) & (data["metric"] == metric)].reset_index(drop=True)
+            x = np.arange(len(part))
+            for offset, side, color in ((-width / 2, "baseline", BASE_COLOR), (width / 2, "pln", PLN_COLOR)):
+                value = part[side].to_numpy(dtype=float)
+                err = np.vstack([value - part[f"{side}_low"].to_numpy(dtype=float),
+                                 part[f"{side}_high"].to_numpy(dtype=float) - value])
+                bars = ax.bar(x + offset, np.nan_to_num(value), width, color=color,
+                              label=part[f"{side}_label"].iloc[0])
+                ax.errorbar(x + offset, value, yerr=np.nan_to_num(err), fmt="none", ecolor="black",
+                            elinewidth=0.8, capsize=2)
+                for bar, below in zip(bars, part["below_min"]):
+                    if below:
+                        bar.set_hatch("//")
+                        bar.set_alpha(0.5)
+            top = np.nanmax(np.r_[part["pln_high"].to_numpy(dtype=float), part["baseline_high"].to_numpy(dtype=float),
+                                  part["pln"].to_numpy(dtype=float), 1.0])
+            for i, line in part.iterrows():
+                height = np.nanmax([line["pln_high"], line["baseline_high"], line["pln"], line["baseline"], 0.0])
+                ax.text(i, height + 0.02 * top, _gain_text(line), ha="center", va="bottom",
+                        color=GAIN_COLOR if not line["below_min"] else "grey", fontsize=7)
+            ax.set_xticks(x, [f"{g}\nn={n}" + (f" (< {min_count})" if below else "")
+                              for g, n, below in zip(part["group"], part["count"], part["below_min"])], fontsize=7)
+            ax.set_ylim(0, top * 1.3)
+            seeds = f"seeds {part['seeds_pln'].iloc[0]} / {part['seeds_baseline'].iloc[0]}"
+            ax.set(title=f"{dataset} (run on {part['dataset_used'].iloc[0]}; {seeds})",
+                   xlabel="moment length / video length (n = test queries)", ylabel=f"{metric} (%)")
             handles, labels = ax.get_legend_handles_labels()
-            ax.get_legend().remove()
     fig.legend(handles, labels, loc="outside lower center", ncols=2)
-    fig.suptitle(f"Fig. 8: PLN vs one-stage per moment-length group, gain of PLN in red ({_setting(spec)})")
+    fig.suptitle(f"Fig. 8: PLN vs one-stage per moment-length group ({_setting(spec)}). Error bars: 95% interval "
+                 f"over seeds and queries; red: relative gain of PLN [95% CI]; hatched: < {min_count} queries",
+                 fontsize=9)
     return fig
 
 

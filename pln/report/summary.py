@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +11,19 @@ from pln.utils import atomic_write_text
 
 
 def _tested_lines(csv: str | Path) -> list[str]:
-    """One line per tested row (PLN vs its baseline): mIoU difference and p-value."""
+    """One line per tested row (PLN vs its baseline): the mIoU paired effect and its interval."""
     path = Path(csv)
     if not path.exists():
         return []
     frame = pd.read_csv(path)
-    tested = frame[frame["baseline"].notna() & (frame["metric"] == "mIoU")] if "baseline" in frame else frame[:0]
+    if "effect" not in frame:
+        return []
+    tested = frame[frame["baseline"].notna() & (frame["metric"] == "mIoU")]
     lines = []
     for _, row in tested.iterrows():
-        p = "not tested (fewer seeds than report.min_seeds_for_test)" if math.isnan(row["p_value"]) \
-            else f"{row['diff_vs_baseline']:+.2f} points, paired bootstrap p = {row['p_value']:.3g}"
-        lines.append(f"  - {row['block']} ({row['dataset_used']}): {row['row']} - {row['baseline']}, mIoU: {p}")
+        text = f"{row['effect']:+.2f} points [{row['effect_low']:+.2f}, {row['effect_high']:+.2f}] (95% CI)" \
+            if row["testable"] else f"not testable (fewer seeds than report.min_seeds_for_test)"
+        lines.append(f"  - {row['block']} ({row['dataset_used']}): {row['row']} - {row['baseline']}, mIoU: {text}")
     return lines
 
 
@@ -31,7 +32,16 @@ def summary_markdown(spec: dict[str, Any]) -> str:
     out = ["# PLN-Bench results", "",
            f"Setting: **{spec['setting']}** (`{spec['setting_file']}`)"
            + (f": {spec['description']}." if spec.get("description") else "."),
-           f"Run folders: `{spec['runs_root']}/`. Paper values: `results/paper/`.", "", "## Tables", ""]
+           f"Run folders: `{spec['runs_root']}/`. Paper values: `results/paper/`.", ""]
+    if spec.get("claims"):
+        links = ", ".join(f"[{ext}]({link})" for ext, link in spec["claims"].items())
+        out += ["## The paper's claims", "",
+                f"- **Claims report** ({links}): every claim of the paper, our effect with its 95% "
+                "interval, the minimum detectable effect of our design and a verdict.", ""]
+    if spec.get("resolving_power"):
+        out += [f"- **Resolving power** ([md]({spec['resolving_power']})): seeds, test queries, selected epoch "
+                "and seed s.d. per model; the MDE per claim.", ""]
+    out += ["## Tables", ""]
     for table in spec["tables"]:
         links = ", ".join(f"[{ext}]({link})" for ext, link in table["files"].items())
         out.append(f"- **Table {table['name'].removeprefix('table')}**: {table['title']} ({links})")

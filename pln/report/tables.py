@@ -6,16 +6,27 @@ one long :class:`pandas.DataFrame`, one line per (row, metric), with the columns
 
 - ``mean``, ``std`` (sample std over seeds, ddof=1; empty for one seed), ``n`` (seeds) and
   ``seeds`` (which ones) of the row's metric over its runs;
+- ``low``, ``high``: the 95% interval of the mean over seeds and test queries
+  (:func:`pln.stats.mean_interval` on the per-query outcomes of ``predictions.csv``; for a
+  strategy whose per-query outcomes are not stored, :func:`pln.stats.seed_effect` on the per-run
+  values) and ``interval`` (which kind); empty below 2 seeds. The interval keeps its offsets
+  from the per-query mean but is placed around ``mean`` (the runs' ``test_metrics.json``), so a
+  cell never shows an interval off its own number;
+- ``queries``: test queries behind the row (fewest over its runs), ``split_queries``: the test
+  split's size (``run.test_queries`` / ``run.test_split_queries`` of ``test_metrics.json`` when
+  present; else the queries of ``predictions.csv`` / empty);
 - ``paper`` (the paper's value for that row, ``results/paper/tableN.csv``) and
-  ``diff = mean - paper``;
-- for a row with a ``test_against`` model (e.g. PLN vs the one-stage 2D-TAN): ``baseline``,
-  ``diff_vs_baseline`` (mean per-query difference, percentage points) and ``p_value`` of a paired
-  bootstrap over test queries (:func:`pln.eval.metrics.paired_bootstrap`) when both have at
-  least ``min_seeds_for_test`` common seeds; per query, the outcome is averaged over the seeds.
+  ``diff = mean - paper`` only where the data are the paper's (a synthetic stand-in gets no diff:
+  the paper's number is a reference, not a target);
+- for a row with a ``test_against`` model (e.g. PLN vs the one-stage 2D-TAN): ``baseline`` and
+  the paired effect ``effect`` with its 95% interval ``effect_low``, ``effect_high``
+  (:func:`pln.stats.paired_effect`: seeds and test queries) and ``testable`` (both have at least
+  ``min_seeds_for_test`` seeds).
 
-The CSV is that frame; Markdown and LaTeX show ``mean ± std (n)`` cells with the paper's value,
-the difference and the p-value on the lines under each row. Every output names the setting that
-produced it and the dataset actually used (``synthetic-tacos``, not ``TACoS``).
+The CSV is that frame; Markdown and LaTeX show ``mean [low, high]`` cells, the seeds and test
+queries of every row, the paper's value and the paired effect on the lines under each row. Every
+output names the setting that produced it and the dataset actually used (``synthetic-tacos``,
+not ``TACoS``).
 """
 
 from __future__ import annotations
@@ -29,14 +40,14 @@ import pandas as pd
 
 from pln.engine.run_dir import read_run_json, verify_run_file
 from pln.errors import DataError
-from pln.eval.metrics import paired_bootstrap
+from pln import stats
 from pln.report.experiments import parse_metric
 from pln.report.paper import PaperValues
 from pln.utils import atomic_write_text
 
 COLUMNS = ("table", "setting", "setting_file", "block", "dataset", "dataset_used", "row", "model",
-           "metrics_from", "metric", "mean", "std", "n", "seeds", "paper", "diff", "baseline",
-           "diff_vs_baseline", "p_value")
+           "metrics_from", "metric", "mean", "std", "low", "high", "interval", "n", "seeds", "queries",
+           "split_queries", "paper", "diff", "baseline", "effect", "effect_low", "effect_high", "testable")
 PREDICTION_COLUMNS = ("query", "rank", "iou")
 SUB = "↳ "  # marks the paper / diff / test lines under a row
 
@@ -102,6 +113,14 @@ def per_query_values(pred: pd.DataFrame, metric: str) -> pd.Series:
     return ((head["iou"] > m).groupby(head["query"]).any() * 100.0).astype(float)
 
 
+def outcome_matrix(preds: list[pd.DataFrame], metric: str, queries: pd.Index) -> np.ndarray:
+    """Per-query outcomes ``[S, Q]`` (percent) of one model's runs on ``queries``, in that order.
+
+    A query missing from a run's predictions (nothing kept) counts as 0 there.
+    """
+    return np.stack([per_query_values(p, metric).reindex(queries).fillna(0.0).to_numpy() for p in preds])
+
+
 def aligned_outcomes(preds_a: list[pd.DataFrame], preds_b: list[pd.DataFrame], metric: str
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Per-query outcomes of systems A and B, each averaged over its seeds, on the same queries.
@@ -109,16 +128,40 @@ def aligned_outcomes(preds_a: list[pd.DataFrame], preds_b: list[pd.DataFrame], m
     Queries are the union over all runs; a query missing from a run's predictions (nothing kept)
     counts as 0 there. Returns two arrays ``[Q]``.
     """
-    a = pd.concat([per_query_values(p, metric) for p in preds_a], axis=1)
-    b = pd.concat([per_query_values(p, metric) for p in preds_b], axis=1)
-    queries = a.index.union(b.index)
-    a = a.reindex(queries).fillna(0.0).mean(axis=1)
-    b = b.reindex(queries).fillna(0.0).mean(axis=1)
-    return a.to_numpy(), b.to_numpy()
+    queries = query_union(preds_a + preds_b)
+    return (outcome_matrix(preds_a, metric, queries).mean(axis=0),
+            outcome_matrix(preds_b, metric, queries).mean(axis=0))
+
+
+def query_union(preds: list[pd.DataFrame]) -> pd.Index:
+    """Every test query of any of the runs, sorted."""
+    return pd.Index(sorted(set().union(*(set(p["query"]) for p in preds))))
+
+
+def length_group_of(rel_length: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Length group per query as in :func:`pln.eval.metrics.length_groups`, from ``rel_length [Q]``.
+
+    ``edges[g] <= x < edges[g+1]``, the last group closed; -1 outside the edges (or NaN).
+    """
+    group = np.searchsorted(np.asarray(edges), rel_length, side="right") - 1
+    group[rel_length == edges[-1]] = len(edges) - 2
+    group[(rel_length < edges[0]) | (rel_length > edges[-1]) | np.isnan(rel_length)] = -1
+    return group
+
+
+def query_length_groups(preds: list[pd.DataFrame], queries: pd.Index, edges: list[float]) -> np.ndarray:
+    """Length group ``[Q]`` of each of ``queries`` from the runs' ``rel_length`` column."""
+    rel = pd.concat([p.groupby("query")["rel_length"].first() for p in preds]).groupby(level=0).first()
+    return length_group_of(rel.reindex(queries).to_numpy(dtype=np.float64), edges)
 
 
 # ----------------------------------------------------------------------------------------------
 # Building
+
+
+def is_synthetic(dataset_used: str) -> bool:
+    """Whether a block ran on the synthetic stand-in (its numbers are not the paper's kind)."""
+    return str(dataset_used).startswith("synthetic")
 
 
 def _summary(values: list[float]) -> tuple[float, float, int]:
@@ -127,59 +170,75 @@ def _summary(values: list[float]) -> tuple[float, float, int]:
     return float(arr.mean()), std, int(arr.size)
 
 
+def _query_counts(runs: list[dict[str, Any]], jsons: list[dict[str, Any]], preds: list[pd.DataFrame] | None
+                  ) -> tuple[float, float]:
+    """(test queries behind the row: fewest over its runs, the test split's size) or NaN."""
+    info = [j.get("run", {}) for j in jsons]
+    used = [i["test_queries"] for i in info if "test_queries" in i]
+    split = [i["test_split_queries"] for i in info if "test_split_queries" in i]
+    if not used and preds:
+        used = [p["query"].nunique() for p in preds]
+    return (float(min(used)) if used else math.nan, float(max(split)) if split else math.nan)
+
+
 def build_table(spec: dict[str, Any]) -> pd.DataFrame:
-    """Tables 2-7: one line per (row, metric) with mean/std/n over seeds, paper value, diff, test."""
+    """Tables 2-7: one line per (row, metric) with mean, interval, counts, paper value, paired effect."""
     paper = PaperValues.read(spec["paper_csv"])
+    min_seeds = spec["min_seeds_for_test"]
+    preds_cache: dict[str, pd.DataFrame] = {}
+
+    def preds_of(runs: list[dict[str, Any]]) -> list[pd.DataFrame]:
+        for r in runs:
+            if r["predictions"] not in preds_cache:
+                preds_cache[r["predictions"]] = read_predictions(r["predictions"])
+        return [preds_cache[r["predictions"]] for r in runs]
+
     lines = []
     for block in spec["blocks"]:
+        synthetic = is_synthetic(block["dataset_used"])
         for row in block["rows"]:
             runs = row["runs"]
+            jsons = [read_run_json(r["metrics"]) for r in runs]
             per_run = [read_metrics(r["metrics"], row["metrics_from"]) for r in runs]
-            test = _test_setup(row, spec)
+            default = row["metrics_from"] in ("default", jsons[0].get("default"))
+            preds = preds_of(runs) if default and all("predictions" in r for r in runs) else None
+            queries, split = _query_counts(runs, jsons, preds)
+            against = row.get("test_against")
             for metric in block["metrics"]:
                 missing = [r["metrics"] for r, m in zip(runs, per_run) if metric not in m]
                 if missing:
                     raise DataError(f"{missing[0]}: no metric {metric!r} under {row['metrics_from']!r}; "
                                     f"check the metrics of table {spec['table']}")
                 mean, std, n = _summary([m[metric] for m in per_run])
+                if preds is not None:
+                    cell = stats.mean_interval(outcome_matrix(preds, metric, query_union(preds)),
+                                               seed=spec["bootstrap_seed"])
+                else:
+                    cell = stats.seed_effect(np.array([m[metric] for m in per_run]))
                 ref = paper.get(block["paper_block"], row.get("paper"), metric)
                 line = {
                     "table": spec["table"], "setting": spec["setting"], "setting_file": spec["setting_file"],
                     "block": block["title"], "dataset": block["dataset"], "dataset_used": block["dataset_used"],
                     "row": row["label"], "model": row["model"], "metrics_from": row["metrics_from"],
-                    "metric": metric, "mean": mean, "std": std, "n": n,
-                    "seeds": " ".join(str(r["seed"]) for r in runs if r["seed"] is not None),
-                    "paper": ref, "diff": mean - ref, "baseline": "", "diff_vs_baseline": math.nan,
-                    "p_value": math.nan,
+                    # the interval's offsets from the per-query mean, around the runs' own mean (the
+                    # two agree when predictions.csv reproduces test_metrics.json exactly)
+                    "metric": metric, "mean": mean, "std": std, "low": mean + cell.low - cell.estimate,
+                    "high": mean + cell.high - cell.estimate,
+                    "interval": cell.method if not math.isnan(cell.low) else "",
+                    "n": n, "seeds": " ".join(str(r["seed"]) for r in runs if r["seed"] is not None),
+                    "queries": queries, "split_queries": split,
+                    "paper": ref, "diff": math.nan if synthetic else mean - ref, "baseline": "",
+                    "effect": math.nan, "effect_low": math.nan, "effect_high": math.nan, "testable": False,
                 }
-                if test is not None:
-                    label, preds_a, preds_b = test
-                    line["baseline"] = label
-                    if preds_a:
-                        a, b = aligned_outcomes(preds_a, preds_b, metric)
-                        diff, p = paired_bootstrap(a, b, n_boot=spec["n_boot"], seed=spec["bootstrap_seed"])
-                        line["diff_vs_baseline"], line["p_value"] = diff, p
+                if against is not None and preds is not None:
+                    base = preds_of(against["runs"])
+                    qs = query_union(preds + base)
+                    eff = stats.paired_effect(outcome_matrix(preds, metric, qs), outcome_matrix(base, metric, qs),
+                                              min_seeds=min_seeds)
+                    line.update(baseline=against["label"], effect=eff.estimate, effect_low=eff.low,
+                                effect_high=eff.high, testable=eff.testable)
                 lines.append(line)
     return pd.DataFrame(lines, columns=list(COLUMNS))
-
-
-def _test_setup(row: dict[str, Any], spec: dict[str, Any]
-                ) -> tuple[str, list[pd.DataFrame], list[pd.DataFrame]] | None:
-    """(baseline label, predictions of A, predictions of B) over the common seeds, or None.
-
-    The prediction lists are empty when fewer than ``min_seeds_for_test`` seeds are common.
-    """
-    against = row.get("test_against")
-    if against is None:
-        return None
-    runs_a = {r["seed"]: r for r in row["runs"]}
-    runs_b = {r["seed"]: r for r in against["runs"]}
-    common = [s for s in runs_a if s in runs_b]
-    if len(common) < spec["min_seeds_for_test"]:
-        return against["label"], [], []
-    preds_a = [read_predictions(runs_a[s]["predictions"]) for s in common]
-    preds_b = [read_predictions(runs_b[s]["predictions"]) for s in common]
-    return against["label"], preds_a, preds_b
 
 
 def build_table1(spec: dict[str, Any]) -> pd.DataFrame:
@@ -198,8 +257,11 @@ def build_table1(spec: dict[str, Any]) -> pd.DataFrame:
                     "table": spec["table"], "setting": spec["setting"], "setting_file": spec["setting_file"],
                     "block": block["dataset"], "dataset": block["dataset"], "dataset_used": block["dataset_used"],
                     "row": split, "model": "", "metrics_from": "", "metric": metric, "mean": value,
-                    "std": math.nan, "n": 1 if len(sel) else 0, "seeds": "", "paper": ref, "diff": value - ref,
-                    "baseline": "", "diff_vs_baseline": math.nan, "p_value": math.nan,
+                    "std": math.nan, "low": math.nan, "high": math.nan, "interval": "",
+                    "n": 1 if len(sel) else 0, "seeds": "", "queries": math.nan, "split_queries": math.nan,
+                    "paper": ref, "diff": math.nan if is_synthetic(block["dataset_used"]) else value - ref,
+                    "baseline": "", "effect": math.nan, "effect_low": math.nan, "effect_high": math.nan,
+                    "testable": False,
                 })
     return pd.DataFrame(lines, columns=list(COLUMNS))
 
@@ -219,33 +281,52 @@ def _cell(line: pd.Series, integer: bool) -> str:
         return "–"
     if integer:
         return f"{line['mean']:.0f}"
-    spread = "" if math.isnan(line["std"]) else f" ± {line['std']:.2f}"
-    return f"{line['mean']:.2f}{spread} ({int(line['n'])})"
+    spread = "" if math.isnan(line["low"]) else f" [{line['low']:.2f}, {line['high']:.2f}]"
+    return f"{line['mean']:.2f}{spread}"
 
 
-def _p(x: float) -> str:
-    if math.isnan(x):
+def _queries_cell(line: pd.Series) -> str:
+    """Test queries behind a row; flagged when fewer than its split holds."""
+    used, split = line["queries"], line["split_queries"]
+    if math.isnan(used):
         return "–"
-    return f"{x:.3g}" if x >= 1e-3 else f"{x:.1e}"
+    if not math.isnan(split) and used < split:
+        return f"{used:.0f} of {split:.0f} (!)"
+    return f"{used:.0f}"
 
 
-def _block_grid(df: pd.DataFrame, block: str, integer: bool) -> tuple[list[str], list[list[str]]]:
-    """Header (metrics) and display rows of one block: each row, then paper / diff / p lines."""
+def _effect_cell(line: pd.Series, min_seeds: int) -> str:
+    if not line["testable"]:
+        return f"not testable (< {min_seeds} seeds)"
+    return f"{line['effect']:+.2f} [{line['effect_low']:+.2f}, {line['effect_high']:+.2f}]"
+
+
+def _block_grid(df: pd.DataFrame, block: str, integer: bool, min_seeds: int = 3
+                ) -> tuple[list[str], list[list[str]]]:
+    """Header (metrics, seeds, queries) and display rows of one block: each row, then its
+    paper / diff / paired-effect lines."""
     part = df[df["block"] == block]
     metrics = list(dict.fromkeys(part["metric"]))
+    synthetic = is_synthetic(part["dataset_used"].iloc[0])
+    header = metrics if integer else [*metrics, "Seeds", "Test queries"]
+    pad = [] if integer else ["", ""]
     grid = []
     for label in dict.fromkeys(part["row"]):
         rows = part[part["row"] == label].set_index("metric").loc[metrics]
-        grid.append([label] + [_cell(r, integer) for _, r in rows.iterrows()])
+        first = rows.iloc[0]
+        extra = [] if integer else [str(int(first["n"])), _queries_cell(first)]
+        grid.append([label] + [_cell(r, integer) for _, r in rows.iterrows()] + extra)
         digits = 0 if integer else 2
         if rows["paper"].notna().any():  # rows the paper lacks (the prior-only baseline) skip these
-            grid.append([f"{SUB}paper"] + [_num(v, digits) for v in rows["paper"]])
-            grid.append([f"{SUB}diff"] + [_num(v, digits, signed=True) for v in rows["diff"]])
-        baseline = rows["baseline"].iloc[0]
+            name = "paper (real data; reference only)" if synthetic else "paper"
+            grid.append([f"{SUB}{name}"] + [_num(v, digits) for v in rows["paper"]] + pad)
+            if not synthetic:
+                grid.append([f"{SUB}diff"] + [_num(v, digits, signed=True) for v in rows["diff"]] + pad)
+        baseline = first["baseline"]
         if isinstance(baseline, str) and baseline:
-            grid.append([f"{SUB}vs {baseline}: diff"] + [_num(v, 2, signed=True) for v in rows["diff_vs_baseline"]])
-            grid.append([f"{SUB}vs {baseline}: p"] + [_p(v) for v in rows["p_value"]])
-    return metrics, grid
+            grid.append([f"{SUB}vs {baseline}: paired effect [95% CI]"]
+                        + [_effect_cell(r, min_seeds) for _, r in rows.iterrows()] + pad)
+    return header, grid
 
 
 def _header_text(spec: dict[str, Any]) -> str:
@@ -258,17 +339,23 @@ def to_markdown(df: pd.DataFrame, spec: dict[str, Any]) -> str:
     integer = spec["table"] == "table1"
     out = [f"# Table {spec['table'].removeprefix('table')}: {spec['title']}", "", _header_text(spec) + ".", ""]
     if integer:
-        out.append("Cells: our count; paper: the paper's Table 1; diff: ours - paper.")
+        out.append("Cells: our count; paper: the paper's Table 1 (for a synthetic stand-in a reference only); "
+                   "diff: ours - paper, real data only.")
     else:
-        test = f", p: paired bootstrap over test queries ({spec['n_boot']} resamples)" if "n_boot" in spec else ""
-        out.append("Cells: mean ± std over seeds (number of seeds); paper: the paper's value; "
-                   f"diff: ours - paper (percentage points){test}.")
+        out.append("Cells: mean over seeds [95% interval over seeds and test queries: variance components "
+                   "with a generalized pivot from per-query outcomes; for a strategy whose per-query "
+                   "outcomes are not stored, a t interval over the seeds' values; none for one seed]. "
+                   "Seeds and Test queries: what stands behind each row ((!): fewer test queries than "
+                   "the split holds). Paired effect: row minus its baseline on the same test queries, "
+                   "95% interval over seeds and queries (Welch-Satterthwaite t); not testable below "
+                   f"{spec.get('min_seeds_for_test', 3)} seeds per model. Where the data are synthetic, "
+                   "the paper's value (real data) is a reference only: no difference is taken.")
     blocks = spec["blocks"]
     for title in dict.fromkeys(df["block"]):
         part = df[df["block"] == title]
         used = part["dataset_used"].iloc[0]
         out += ["", f"## {title}: run on {used} (paper: {part['dataset'].iloc[0]})", ""]
-        metrics, grid = _block_grid(df, title, integer)
+        metrics, grid = _block_grid(df, title, integer, spec.get("min_seeds_for_test", 3))
         out.append("| " + " | ".join(["Method" if not integer else "Split", *metrics]) + " |")
         out.append("|" + "---|" * (len(metrics) + 1))
         for line in grid:
@@ -289,7 +376,8 @@ def _tex(text: str) -> str:
 def to_latex(df: pd.DataFrame, spec: dict[str, Any]) -> str:
     """The table as a LaTeX ``table`` (booktabs): a heading line per block names the dataset used."""
     integer = spec["table"] == "table1"
-    grids = [(title, *_block_grid(df, title, integer)) for title in dict.fromkeys(df["block"])]
+    grids = [(title, *_block_grid(df, title, integer, spec.get("min_seeds_for_test", 3)))
+             for title in dict.fromkeys(df["block"])]
     width = max(len(m) for _, m, _ in grids)
     used = ", ".join(dict.fromkeys(df["dataset_used"]))
     out = [f"% {spec['table']}: {spec['title']}",

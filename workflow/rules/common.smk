@@ -2,6 +2,7 @@
 
 import os
 
+from pln.report.claims import claims_inputs, claims_spec
 from pln.report.experiments import (
     PRIOR_FILES,
     STATS_FILES,
@@ -19,6 +20,7 @@ from pln.report.settings import settings_path, settings_spec, write_settings
 
 PLAN = Plan(config)
 SETTINGS = settings_path(PLAN)
+CLAIMS_SPEC = claims_spec(PLAN) if PLAN.claims_outputs() else {}
 PLN = pln_command(config.get("pln_command"))
 RUNS = PLAN.runs_root
 
@@ -58,6 +60,8 @@ localrules:
     fig8,
     summary,
     settings,
+    claims,
+    resolving_power,
 
 
 def train_inputs(wildcards):

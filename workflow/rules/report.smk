@@ -19,6 +19,7 @@ rule summary:
     input:
         tables=PLAN.all_tables(),
         figures=PLAN.all_figures(),
+        reports=PLAN.all_reports(),
         setting=SETTING_MARK,
     output:
         PLAN.summary,

@@ -3,6 +3,7 @@
 
 rule all:
     input:
+        PLAN.all_reports(),
         PLAN.all_tables(),
         PLAN.all_figures(),
         PLAN.summary,
