@@ -8,7 +8,7 @@ if PLAN.claims_outputs():
             [*claims_inputs(CLAIMS_SPEC), SETTING_MARK],
         output:
             csv=PLAN.claims_outputs()["csv"],
-            md=PLAN.claims_outputs()["md"],
+            md=report(PLAN.claims_outputs()["md"], caption="../report/claims.rst", category="Claims"),
             parts=PLAN.claims_outputs()["parts"],
         params:
             spec=CLAIMS_SPEC,
