@@ -80,6 +80,9 @@ def annotation_files(family: str, annotation_dir: str | Path, split: str) -> lis
 
 def missing_annotation_message(path: Path, family: str) -> str:
     """The message for a missing annotation file of ``family``."""
+    if family == "jsonl":
+        return (f"annotation file {path} not found; data.annotation_dir must hold train.jsonl and test.jsonl "
+                "(val.jsonl optional) in the moment-DETR layout")
     return (f"annotation file {path} not found; data.annotation_dir must hold 2D-TAN's {family} annotation "
             "files (https://github.com/microsoft/2D-TAN, folder data/)")
 

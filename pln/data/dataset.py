@@ -115,9 +115,14 @@ def check_split_files(cfg: ExperimentConfig) -> None:
     """Raise DataError now if an annotation file of any split is missing (before hours are spent
     on the splits read first)."""
     source = resolve_source(cfg)
+    natives = native_splits_of(source)
     for split in SPLITS:
-        native = split if split in NATIVE_SPLITS[source.family] else "train"
-        for path in annotation_files(source.family, source.annotation_dir, native):
+        native = split if split in natives else "train"
+        if source.family == "jsonl":
+            paths = [jsonl.split_file(source.annotation_dir, native)]
+        else:
+            paths = annotation_files(source.family, source.annotation_dir, native)
+        for path in paths:
             if not path.is_file():
                 raise DataError(missing_annotation_message(path, source.family))
 

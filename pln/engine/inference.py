@@ -151,14 +151,14 @@ def query_windows(samples: list, index: torch.Tensor) -> torch.Tensor | None:
     chosen = [samples[i] for i in index.tolist()]
     if all(len(s.all_windows) == 1 for s in chosen):
         return None
-    return torch.from_numpy(padded_windows([s.all_windows for s in chosen])).float()
+    return torch.from_numpy(padded_windows([s.all_windows for s in chosen]))  # float64, as the ground truth
 
 
 def split_metrics(pred: SplitPredictions, cfg: ExperimentConfig) -> dict[str, float]:
     """Rank@n, IoU>m (percent) and mIoU of one strategy's predictions (with several relevant
     windows: a hit with any of them, :func:`pln.eval.score.window_hits`)."""
     if pred.windows is not None:
-        hits = window_hits(pred.spans, pred.valid, pred.windows.to(pred.gt.dtype), cfg.eval.ranks,
+        hits = window_hits(pred.spans, pred.valid, pred.windows, cfg.eval.ranks,
                            cfg.eval.resolved_ious(cfg.data.family))
         return summarise("2dtan", hits)
     return compute_metrics(
