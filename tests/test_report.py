@@ -295,6 +295,7 @@ def test_rows_on_fewer_test_queries_than_the_split_are_flagged(tmp_path):
         data = json.loads(path.read_text())
         data["run"].update(test_queries=2, test_split_queries=5)
         path.write_text(json.dumps(data))
+        write_digest(path)
     out = tmp_path / "t"
     df = make_table(plan.table_spec("table7"), out / "t.csv", out / "t.md", out / "t.tex")
     row = df[(df["block"] == "TACoS") & (df["row"] == "w/o CFM")].iloc[0]

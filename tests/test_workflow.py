@@ -184,7 +184,7 @@ def test_a_jsonl_dataset_enters_a_table(tmp_path):
              "tables_dir": str(tmp_path / "tables")}
     (tmp_path / "paths.yaml").write_text(yaml.safe_dump(paths))
     counts = dry_run(str(tmp_path / "tables" / "table2.csv"), *JSONL_OVERLAY, str(tmp_path / "paths.yaml"))
-    assert counts == {"run_config": 4, "stats": 1, "train": 2, "prior": 1, "table": 1}
+    assert counts == {"run_config": 4, "stats": 1, "train": 2, "prior": 1, "table": 1, "setting_mark": 1}
 
 
 def copy_tree(tmp_path: Path) -> tuple[Path, object]:
