@@ -26,8 +26,9 @@ def paper_gpu_hours(queries_per_s: dict[str, float], overlay: str = "config/pape
 
     plan = Plan(load_snakemake_config([overlay]))
     hours, runs = 0.0, 0
+    used = set(plan.used_models())
     for run in plan.all_runs():
-        if run.kind != "train":
+        if run.kind != "train" or run.model not in used:
             continue
         cfg = config_from_dict(plan.run_configs[plan.config_name(run)])
         rate = queries_per_s[bench_config_for(cfg.data.family, cfg.model.num_stages)]

@@ -110,8 +110,9 @@ def predict_split(
 ) -> dict[str, SplitPredictions]:
     """Top-K moments of every query in ``loader`` for each strategy key.
 
-    ``feed`` supplies the units ``[B, M, D]``; None builds one for ``loader.dataset`` from
-    ``cfg.data`` (pass one when the same split is predicted repeatedly, e.g. every epoch).
+    ``feed`` supplies the units ``[B, M, D]`` and the split's samples; None builds one for
+    ``loader.dataset`` from ``cfg.data`` (pass one when the same split is predicted repeatedly,
+    e.g. every epoch; with a feed, ``loader`` may be any iterable of the split's batches).
     ``on_output(output, batch)`` sees every batch's model output in the same pass (e.g. to sum
     the validation loss).
     """
@@ -142,7 +143,7 @@ def predict_split(
     for key in keys:
         spans, scores, valid = (torch.cat(t).cpu() for t in zip(*parts[key]))
         out[key] = SplitPredictions(spans, scores, valid, gt, duration, index,
-                                    query_windows(loader.dataset.samples, index))
+                                    query_windows(feed.dataset.samples, index))
     return out
 
 

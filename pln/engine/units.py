@@ -90,6 +90,7 @@ class UnitFeed:
 
     def __init__(self, dataset: Any, device: torch.device, cfg: DataConfig, name: str = "") -> None:
         self.device = torch.device(device)
+        self.dataset = dataset  # the split whose units this feed supplies
         units = dataset.units  # [V, M, D]
         nbytes = table_bytes(units)
         self.on_device = place_on_device(nbytes, cfg.units_on_device, cfg.units_device_max_gib,

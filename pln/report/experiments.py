@@ -117,6 +117,14 @@ class Plan:
     def all_runs(self) -> list[Run]:
         return [run for model in self.models for run in self.runs(model)]
 
+    def used_models(self) -> list[str]:
+        """The models whose runs this setting's tables and figures read (a model declared in
+        ``config.yaml`` but used by no output of the setting, like the JSONL example, is left out)."""
+        inputs = {f for t in self.tables for f in self.table_inputs(t)}
+        inputs |= {f for fig in self.figures for f in self.figure_inputs(fig)}
+        return [m for m in self.models
+                if any(f.startswith(self.run_dir(r) + "/") for r in self.runs(m) for f in inputs)]
+
     def run_dir(self, run: Run) -> str:
         leaf = "prior" if run.kind == "prior" else f"seed{run.seed}"
         return f"{self.runs_root}/{run.model}/{leaf}"
