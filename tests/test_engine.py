@@ -348,3 +348,18 @@ def test_predict_evaluate_and_test_metrics_share_the_default(trained, tmp_path, 
     key, _ = predict(tmp_path / "run" / "checkpoints" / "best.pt", build_dataset(cfg, "test").store.path,
                      sample.video_id, sample.sentence)
     assert key == expected
+
+
+def test_predictions_csv_reproduces_the_test_metrics(trained):
+    """The tables recompute per-query hits from predictions.csv: their means must be the run's
+    test_metrics.json exactly (floats are written in full, so no IoU is rounded onto a threshold)."""
+    from pln.report.tables import per_query_values, read_predictions
+
+    run, _, _ = trained
+    result = json.loads((run / "test_metrics.json").read_text())
+    metrics = result["metrics"][result["default"]]
+    pred = read_predictions(run / "predictions.csv")
+    queries = result["run"]["test_queries"]
+    for name, value in metrics.items():
+        per_query = per_query_values(pred, name)
+        assert per_query.sum() / queries == pytest.approx(value, abs=1e-9), name

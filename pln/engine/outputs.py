@@ -45,9 +45,11 @@ def predictions_frame(pred: SplitPredictions, video_ids: list[str]) -> pd.DataFr
 
 
 def write_predictions(path: str | Path, pred: SplitPredictions, dataset) -> None:
-    """Write the per-query top-K of one strategy as CSV (atomically)."""
+    """Write the per-query top-K of one strategy as CSV (atomically). Floats are written in full
+    (shortest round-trip form), so that hits recomputed from the file (IoU strictly above m) are
+    the ones the run's metrics counted, also for an IoU a hair above a threshold."""
     frame = predictions_frame(pred, [s.video_id for s in dataset.samples])
-    atomic_write_digested(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6g"))
+    atomic_write_digested(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def write_predictions_jsonl(path: str | Path, pred: SplitPredictions, dataset) -> None:
