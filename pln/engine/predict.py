@@ -58,7 +58,8 @@ def predict(checkpoint: str | Path, features: str | Path, video_id: str, query: 
     store = FolderFeatureStore(features, cfg.model.feature_dim) if Path(features).is_dir() else \
         FeatureStore(features, cfg.data.family, cfg.model.feature_dim)
     if not store.has(video_id):
-        raise DataError(f"{store.path}: video {video_id!r} is not in these features -- check --video "
+        where = "feature folder" if Path(features).is_dir() else "feature file"
+        raise DataError(f"{store.path}: video {video_id!r} is not in this {where} -- check --video "
                         "(a key of the file, or a file name of the folder) or --features")
     units = torch.from_numpy(resample_units(store.get(video_id), cfg.model.num_units)).float()
     words = torch.from_numpy(load_word_vectors(cfg.data.glove, cfg.data.strip_punctuation).encode(query)).float()
