@@ -61,10 +61,12 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 def _recovery(path: Path) -> str:
     """How to recover from a damaged checkpoint of a run folder (or elsewhere)."""
-    if path.name == "best.pt":
-        return (f"evaluate {path.with_name('last.pt')} instead (--checkpoint last), or delete both "
+    from pln.engine.run_dir import RunDir  # imported here: run_dir imports this module
+
+    if path.name == RunDir.BEST:
+        return (f"evaluate {path.with_name(RunDir.LAST)} instead (--checkpoint last), or delete both "
                 "checkpoints and retrain")
-    if path.name == "last.pt":
+    if path.name == RunDir.LAST:
         return "delete it and rerun the same `pln train` command (training restarts from epoch 1)"
     return "use another checkpoint, or retrain"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -23,54 +23,71 @@ RUNTIME_ONLY = {
 
 @dataclass(frozen=True)
 class RunDir:
-    """Paths of one run folder."""
+    """Paths of one run folder; the one place that names its files (docs/ARCHITECTURE.md)."""
 
     root: Path
 
+    CONFIG: ClassVar[str] = "config.yaml"
+    EPOCHS: ClassVar[str] = "epochs.csv"
+    CHECKPOINTS: ClassVar[str] = "checkpoints"
+    LAST: ClassVar[str] = "last.pt"
+    BEST: ClassVar[str] = "best.pt"
+    TEST_METRICS: ClassVar[str] = "test_metrics.json"
+    PREDICTIONS: ClassVar[str] = "predictions.csv"
+    PREDICTIONS_JSONL: ClassVar[str] = "predictions.jsonl"
+    SCORE_MAPS: ClassVar[str] = "score_maps.npz"
+    DATA_REPORT: ClassVar[str] = "data_report.json"
+    TIMINGS: ClassVar[str] = "timings.json"
+    LOG: ClassVar[str] = "train.log"
+    # The result files (digested, :mod:`pln.digest`) of a trained run and of a prior-only
+    # baseline: the workflow's job outputs, what the tables and figures read.
+    TRAIN_RESULTS: ClassVar[tuple[str, ...]] = (TEST_METRICS, PREDICTIONS, SCORE_MAPS)
+    PRIOR_RESULTS: ClassVar[tuple[str, ...]] = (TEST_METRICS, PREDICTIONS)
+
     @property
     def config(self) -> Path:
-        return self.root / "config.yaml"
+        return self.root / self.CONFIG
 
     @property
     def epochs(self) -> Path:
-        return self.root / "epochs.csv"
+        return self.root / self.EPOCHS
 
     @property
     def last(self) -> Path:
-        return self.root / "checkpoints" / "last.pt"
+        return self.root / self.CHECKPOINTS / self.LAST
 
     @property
     def best(self) -> Path:
-        return self.root / "checkpoints" / "best.pt"
+        return self.root / self.CHECKPOINTS / self.BEST
 
     @property
     def test_metrics(self) -> Path:
-        return self.root / "test_metrics.json"
+        return self.root / self.TEST_METRICS
 
     @property
     def predictions(self) -> Path:
-        return self.root / "predictions.csv"
+        return self.root / self.PREDICTIONS
 
     @property
     def predictions_jsonl(self) -> Path:
         """The test predictions in the moment-DETR JSONL format (``pln score`` reads them)."""
-        return self.root / "predictions.jsonl"
+        return self.root / self.PREDICTIONS_JSONL
 
     @property
     def score_maps(self) -> Path:
-        return self.root / "score_maps.npz"
+        return self.root / self.SCORE_MAPS
 
     @property
     def data_report(self) -> Path:
-        return self.root / "data_report.json"
+        return self.root / self.DATA_REPORT
 
     @property
     def timings(self) -> Path:
-        return self.root / "timings.json"
+        return self.root / self.TIMINGS
 
     @property
     def log(self) -> Path:
-        return self.root / "train.log"
+        return self.root / self.LOG
 
     def is_complete(self) -> bool:
         return self.test_metrics.is_file()
@@ -98,9 +115,9 @@ class RunDir:
 
 def recovery_hint(path: str | Path) -> str:
     """How to remake a damaged result file of the run folder holding ``path``."""
-    root = Path(path).parent
-    return (f"delete {root / 'test_metrics.json'} and rerun the run's `pln train` (or `pln baseline-prior`) "
-            "command: a trained run is re-tested from checkpoints/best.pt without retraining")
+    run = RunDir(Path(path).parent)
+    return (f"delete {run.test_metrics} and rerun the run's `pln train` (or `pln baseline-prior`) "
+            f"command: a trained run is re-tested from {RunDir.CHECKPOINTS}/{RunDir.BEST} without retraining")
 
 
 def verify_run_file(path: str | Path) -> None:

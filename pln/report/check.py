@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from pln.engine.run_dir import verify_run_file
+from pln.engine.run_dir import RunDir, verify_run_file
 from pln.errors import PLNError
 from pln.eval.metrics import group_labels
 from pln.report.experiments import Plan
@@ -87,16 +87,13 @@ def check_figure(plan: Plan, figure: str) -> list[str]:
     return problems
 
 
-RUN_RESULT_FILES = ("test_metrics.json", "predictions.csv", "score_maps.npz")
-
-
 def check_run_files(plan: Plan) -> list[str]:
     """The run result files the tables and figures read that are missing or do not match their
     digests (:mod:`pln.digest`): a truncated or edited file is reported, not aggregated."""
     inputs = [f for t in plan.tables for f in plan.table_inputs(t)]
     inputs += [f for fig in plan.figures for f in plan.figure_inputs(fig)]
     problems = []
-    for path in dict.fromkeys(f for f in inputs if Path(f).name in RUN_RESULT_FILES):
+    for path in dict.fromkeys(f for f in inputs if Path(f).name in RunDir.TRAIN_RESULTS):
         if not Path(path).is_file():
             problems.append(f"{path}: missing")
             continue

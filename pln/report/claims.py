@@ -67,8 +67,7 @@ def _row_ref(plan: Plan, ref: list[str], where: str) -> dict[str, Any]:
     if row is None:
         raise ConfigError(f"{plan.setting_file}: {where}: no row {label!r} in block {block!r} of {table}; "
                           "use a block title and row label of the tables section")
-    runs = [{"seed": s, "metrics": plan.run_file(r, "test_metrics.json"), "predictions": plan.run_file(r, "predictions.csv")}
-            for r, s in ((r, r.seed) for r in plan.runs(row["model"]))]
+    runs = plan.run_files(row["model"])
     return {"label": f"{label} ({block})", "model": row["model"], "metrics_from": row["metrics_from"],
             "paper_csv": spec["paper_csv"], "paper_block": b["paper_block"], "paper": row["paper"], "runs": runs}
 

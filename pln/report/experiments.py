@@ -34,10 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from pln.config import ModelConfig, config_from_dict, merge
+from pln.engine.run_dir import RunDir
 from pln.errors import ConfigError
 
-TRAIN_FILES = ("test_metrics.json", "predictions.csv", "score_maps.npz")
-PRIOR_FILES = ("test_metrics.json", "predictions.csv")
 STATS_FILES = ("table1.csv", "moment_lengths.csv")
 TABLES = ("table1", "table2", "table3", "table4", "table5", "table6", "table7")
 FIGURES = ("fig5", "fig7", "fig8")
@@ -219,14 +218,11 @@ class Plan:
     # ------------------------------------------------------------------------------------------
     # Tables and figures
 
-    def _run_files(self, model: str, with_predictions: bool) -> list[dict[str, Any]]:
-        out = []
-        for run in self.runs(model):
-            item: dict[str, Any] = {"seed": run.seed, "metrics": self.run_file(run, "test_metrics.json")}
-            if with_predictions:
-                item["predictions"] = self.run_file(run, "predictions.csv")
-            out.append(item)
-        return out
+    def run_files(self, model: str) -> list[dict[str, Any]]:
+        """Per run of ``model``: ``{"seed", "metrics", "predictions"}`` (the paths of its
+        ``test_metrics.json`` and ``predictions.csv``)."""
+        return [{"seed": run.seed, "metrics": self.run_file(run, RunDir.TEST_METRICS),
+                 "predictions": self.run_file(run, RunDir.PREDICTIONS)} for run in self.runs(model)]
 
     def meta(self) -> dict[str, Any]:
         return {"setting": self.setting, "setting_file": self.setting_file, "description": self.description}
@@ -253,11 +249,11 @@ class Plan:
             for row in block["rows"]:
                 against = row.get("test_against")
                 item = {"label": row["label"], "model": row["model"], "metrics_from": row.get("metrics_from", "default"),
-                        "paper": row.get("paper"), "runs": self._run_files(row["model"], True)}
+                        "paper": row.get("paper"), "runs": self.run_files(row["model"])}
                 models.append(row["model"])
                 if against is not None:
                     label = next((r["label"] for r in block["rows"] if r["model"] == against), against)
-                    item["test_against"] = {"label": label, "model": against, "runs": self._run_files(against, True)}
+                    item["test_against"] = {"label": label, "model": against, "runs": self.run_files(against)}
                     models.append(against)
                 rows.append(item)
             blocks.append({
@@ -280,7 +276,7 @@ class Plan:
                 files.append(block["stats"])
             for row in block.get("rows", []):
                 for run in row["runs"] + row.get("test_against", {}).get("runs", []):
-                    files += [run["metrics"]] + ([run["predictions"]] if "predictions" in run else [])
+                    files += [run["metrics"], run["predictions"]]
         return list(dict.fromkeys(files))
 
     def figure_spec(self, figure: str) -> dict[str, Any]:
@@ -299,7 +295,7 @@ class Plan:
             spec.update({"model": model, "seed": run.seed, "query": int(cfg.get("query", 0)),
                          "dataset": self.datasets[dataset].get("paper", dataset),
                          "dataset_used": self.dataset_used(dataset),
-                         "score_maps": self.run_file(run, "score_maps.npz")})
+                         "score_maps": self.run_file(run, RunDir.SCORE_MAPS)})
         elif figure == "fig8":
             spec["metrics"] = list(cfg.get("metrics", ["R1@0.5", "mIoU"]))
             spec["edges"] = [float(e) for e in cfg.get("edges", [0.0, 0.1, 0.2, 0.3, 0.5, 1.0])]
@@ -311,9 +307,9 @@ class Plan:
                     "dataset": self.datasets[dataset].get("paper", dataset),
                     "dataset_used": self.dataset_used(dataset),
                     "pln": {"label": panel.get("pln_label", "PLN"), "model": panel["pln"],
-                            "runs": self._run_files(panel["pln"], True)},
+                            "runs": self.run_files(panel["pln"])},
                     "baseline": {"label": panel.get("baseline_label", "2D-TAN (one-stage)"), "model": panel["baseline"],
-                                 "runs": self._run_files(panel["baseline"], True)},
+                                 "runs": self.run_files(panel["baseline"])},
                 })
         return spec
 

@@ -2,11 +2,10 @@
 
 import os
 
+from pln.engine.run_dir import RunDir
 from pln.report.claims import claims_inputs, claims_spec
 from pln.report.experiments import (
-    PRIOR_FILES,
     STATS_FILES,
-    TRAIN_FILES,
     Plan,
     pln_command,
     real_data_inputs,

@@ -33,7 +33,7 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        *[f"{RUNS}/{{model}}/seed{{seed}}/{name}" for name in TRAIN_FILES],
+        *[f"{RUNS}/{{model}}/seed{{seed}}/{name}" for name in RunDir.TRAIN_RESULTS],
     params:
         pln=PLN,
         run_dir=lambda wildcards, output: os.path.dirname(output[0]),
@@ -57,7 +57,7 @@ rule prior:
     input:
         unpack(prior_inputs),
     output:
-        *[f"{RUNS}/{{model}}/prior/{name}" for name in PRIOR_FILES],
+        *[f"{RUNS}/{{model}}/prior/{name}" for name in RunDir.PRIOR_RESULTS],
     params:
         pln=PLN,
         run_dir=lambda wildcards, output: os.path.dirname(output[0]),
