@@ -372,6 +372,23 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
+# The settings that change how a run executes, not what it computes, as (section, key): where it
+# runs, its worker and thread counts, its data and cache folders, and the ConvNet's speed-only
+# paths (the banded convolution, its strip height, the channels-last layout). A resumed run may
+# differ from its run folder here (pln.engine.run_dir), and a checkpoint is evaluated under other
+# ConvNet speed settings (pln.engine.checkpoint).
+RESULT_NEUTRAL_KEYS: frozenset[tuple[str, str]] = frozenset({
+    ("train", "device"), ("train", "log_every"), ("train", "threads"), ("train", "eval_batch_size"),
+    ("data", "num_workers"), ("data", "cache_dir"), ("data", "data_dir"),
+    ("model", "conv_banded"), ("model", "conv_block"), ("model", "conv_channels_last"),
+})
+
+
+def result_neutral_keys(section: str) -> frozenset[str]:
+    """The keys of ``section`` (e.g. ``"model"``) listed in :data:`RESULT_NEUTRAL_KEYS`."""
+    return frozenset(key for where, key in RESULT_NEUTRAL_KEYS if where == section)
+
+
 # ----------------------------------------------------------------------------------------------
 # Loading
 

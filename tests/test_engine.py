@@ -289,6 +289,22 @@ def test_run_folder_of_another_config_is_refused(trained):
         train(config_from_dict(other), run)
 
 
+def test_result_neutral_keys_do_not_block_a_run_folder(trained):
+    """A run folder accepts a config that differs only in keys of RESULT_NEUTRAL_KEYS (how the
+    run executes: threads, folders, the ConvNet's speed-only paths); a result key still differs."""
+    from pln.engine.run_dir import RunDir, check_same_experiment
+
+    run, values, _ = trained
+    other = json.loads(json.dumps(values))
+    other["train"].update(threads=2, log_every=7)
+    other["data"].update(num_workers=1, cache_dir=str(run / "elsewhere"))
+    other["model"].update(conv_banded=False, conv_block=3, conv_channels_last=True)
+    check_same_experiment(RunDir(run), config_from_dict(other))
+    other["model"]["hidden"] = 24
+    with pytest.raises(ConfigError, match="model.hidden"):
+        check_same_experiment(RunDir(run), config_from_dict(other))
+
+
 def test_nan_loss_stops_with_epoch_and_step(tmp_path):
     values = tiny_config(tmp_path)
     values["train"]["lr"] = 1e30

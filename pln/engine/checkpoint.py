@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from pln.config import complete_model_dict
+from pln.config import complete_model_dict, result_neutral_keys
 from pln.errors import CheckpointError, ConfigError
 from pln.utils import atomic_write
 
@@ -124,10 +124,9 @@ def check_model_config(path: str | Path, state: dict[str, Any], model_cfg: dict[
         found = complete_model_dict(found)
     except ConfigError as exc:
         raise CheckpointError(f"{path}: made with another model configuration ({exc})") from None
-    # keys that change the speed of the computation, not its parameters or results
-    speed_only = ("conv_banded", "conv_block", "conv_channels_last")
-    diffs = config_differences({k: v for k, v in model_cfg.items() if k not in speed_only},
-                               {k: v for k, v in found.items() if k not in speed_only}, "model")
+    neutral = result_neutral_keys("model")  # how the ConvNet computes, not its parameters or results
+    diffs = config_differences({k: v for k, v in model_cfg.items() if k not in neutral},
+                               {k: v for k, v in found.items() if k not in neutral}, "model")
     if diffs:
         shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
         raise CheckpointError(f"{path}: made with another model configuration ({shown})")

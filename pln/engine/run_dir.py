@@ -9,17 +9,10 @@ from typing import Any, ClassVar
 
 import yaml
 
-from pln.config import ExperimentConfig, config_from_dict
+from pln.config import RESULT_NEUTRAL_KEYS, ExperimentConfig, config_from_dict
 from pln.engine.checkpoint import config_differences
 from pln.digest import verify_file
 from pln.errors import ConfigError, DataError
-
-# Settings that change how a run executes but not what it computes: a resumed run may differ here.
-RUNTIME_ONLY = {
-    ("train", "device"), ("train", "log_every"), ("train", "threads"), ("train", "eval_batch_size"),
-    ("data", "num_workers"), ("data", "cache_dir"), ("data", "data_dir"),
-}
-
 
 @dataclass(frozen=True)
 class RunDir:
@@ -147,7 +140,7 @@ def query_counts(test_ds) -> dict[str, int]:
 
 def _strip_runtime(values: dict[str, Any]) -> dict[str, Any]:
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
-    for section, key in RUNTIME_ONLY:
+    for section, key in RESULT_NEUTRAL_KEYS:
         if isinstance(out.get(section), dict):
             out[section].pop(key, None)
     return out
