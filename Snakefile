@@ -7,8 +7,8 @@
 #   snakemake ... --configfile config/smoke.yaml   (or config/paper.yaml): an overlay on config.yaml
 #   snakemake --report results/report.html all   after `all`: every table, figure and the run settings
 #
-# The plan (runs, run configs, table rows) lives in pln.report.experiments; the rules below only
-# wire files together.
+# The plan (runs, run configs, table rows) lives in pln.plan; the rules below only wire files
+# together.
 
 from snakemake.utils import min_version, validate
 

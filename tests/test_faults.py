@@ -29,7 +29,7 @@ from pln.engine.checkpoint import load_checkpoint
 from pln.engine.run_lock import RunLockedError, hold_run_lock, lock_path
 from pln.engine.train import train
 from pln.errors import CheckpointError, ConfigError, DataError, OutputError
-from pln.report.overlays import merged_config
+from pln.plan.loading import load_snakemake_config
 from pln.report.tables import read_metrics, read_predictions
 from pln.utils import atomic_write_text
 
@@ -299,8 +299,8 @@ def test_overlay_typo_is_named_with_its_file(tmp_path):
     typo = tmp_path / "mine.yaml"
     typo.write_text(smoke.replace("  charades-vgg:", "  charades-vg:"))
     with pytest.raises(ConfigError, match=r"mine\.yaml: datasets\.charades-vg: no such entry"):
-        merged_config([ROOT / "config" / "smoke.yaml", typo], ROOT / "config.yaml")
-    assert merged_config([ROOT / "config" / "smoke.yaml"], ROOT / "config.yaml")["setting"] == "smoke"
+        load_snakemake_config([ROOT / "config" / "smoke.yaml", typo], ROOT / "config.yaml")
+    assert load_snakemake_config([ROOT / "config" / "smoke.yaml"], ROOT / "config.yaml")["setting"] == "smoke"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The paper's runs, pinned: every run of config/paper.yaml (over config.yaml, as Snakemake merges
-them) is resolved through the workflow's own plan (pln.report.experiments.Plan) and compared, value
+them) is resolved through the workflow's own plan (pln.plan.plan.Plan) and compared, value
 by value, with the checked-in table tests/data/paper_runs.csv (one row per model). A change to any
 value that decides a paper row (clip counts, ConvNet, widths, word vectors, LSTM, labels,
 lambdas, positional encoding, the optimisation recipe, epochs, precision, features, NMS,
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from pln.config import ExperimentConfig, config_from_dict
-from pln.report.check import load_snakemake_config
-from pln.report.experiments import Plan
+from pln.plan.loading import load_snakemake_config
+from pln.plan.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNED = ROOT / "tests" / "data" / "paper_runs.csv"

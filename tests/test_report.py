@@ -1,4 +1,4 @@
-"""Reporting: the experiment plan, the paper's values, table aggregation and the figures.
+"""Reporting (and the experiment plan it reads): the paper's values, table aggregation and the figures.
 
 The run folders here are small fakes with made-up numbers in the layout ``pln train`` writes
 (docs/ARCHITECTURE.md, "The run folder").
@@ -18,7 +18,9 @@ import yaml
 
 from pln.digest import write_digest
 from pln.errors import ConfigError, DataError
-from pln.report.experiments import Plan, parse_metric, real_data_inputs
+from pln.plan.outputs import parse_metric
+from pln.plan.plan import Plan
+from pln.plan.run_config import real_data_inputs
 from pln.report.figures import fig8_data, length_group_table, make_figure, span_to_cell
 from pln.report.paper import PaperValues
 from pln.report.summary import summary_markdown
@@ -435,7 +437,8 @@ def test_all_figures_and_summary_are_written(tmp_path):
 
 
 def test_output_checker_accepts_complete_outputs_and_names_gaps(tmp_path):
-    from pln.report.check import check_outputs, load_snakemake_config
+    from pln.plan.loading import load_snakemake_config
+    from pln.report.check import check_outputs
     from pln.report.summary import write_summary
 
     config = demo_config(tmp_path)

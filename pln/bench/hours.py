@@ -21,8 +21,8 @@ def paper_gpu_hours(queries_per_s: dict[str, float], overlay: str = "config/pape
     ``train.max_epochs`` at the training rate of the configuration of the same dataset and stage
     count (validation and test passes excluded).
     """
-    from pln.report.check import load_snakemake_config
-    from pln.report.experiments import Plan
+    from pln.plan.loading import load_snakemake_config
+    from pln.plan.plan import Plan
 
     plan = Plan(load_snakemake_config([overlay]))
     hours, runs = 0.0, 0

@@ -4,8 +4,8 @@ expected rows. CI runs it after the smoke setting::
     snakemake --cores 2 all --configfile config/smoke.yaml
     python -m pln.report.check config/smoke.yaml      # exit 1 and a list of problems if any
 
-The config files are merged the way Snakemake merges them: ``config.yaml`` first, then each
-overlay (mappings key by key, lists replaced).
+The config files are merged the way Snakemake merges them
+(:func:`pln.plan.loading.load_snakemake_config`).
 """
 
 from __future__ import annotations
@@ -19,15 +19,10 @@ import pandas as pd
 from pln.engine.run_dir import RunDir, verify_run_file
 from pln.errors import PLNError
 from pln.eval.metrics import group_labels
-from pln.report.experiments import Plan
-from pln.report.overlays import merged_config
+from pln.plan.loading import load_snakemake_config
+from pln.plan.plan import Plan
 from pln.report.tables import COLUMNS
 from pln.stats import VERDICTS
-
-
-def load_snakemake_config(overlays: list[str | Path], base: str | Path = "config.yaml") -> dict[str, Any]:
-    """``config.yaml`` with the overlays checked and applied in order (:mod:`pln.report.overlays`)."""
-    return merged_config(overlays, base)
 
 
 def expected_rows(spec: dict[str, Any]) -> set[tuple[str, str, str]]:

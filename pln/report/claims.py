@@ -38,7 +38,7 @@ import pandas as pd
 from pln import stats
 from pln.errors import ConfigError
 from pln.eval.metrics import group_labels
-from pln.report.experiments import Plan
+from pln.plan.plan import Plan
 from pln.report.paper import PaperValues
 from pln.report.tables import (outcome_matrix, query_length_groups, query_union, read_checked_csv,
                                read_predictions, read_run_json)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pln.report.experiments import Plan
+from pln.plan.plan import Plan
 
 
 def settings_path(plan: Plan) -> str:

@@ -28,7 +28,7 @@ def _tested_lines(csv: str | Path) -> list[str]:
 
 
 def summary_markdown(spec: dict[str, Any]) -> str:
-    """The page's Markdown text from :meth:`pln.report.experiments.Plan.summary_spec`."""
+    """The page's Markdown text from :meth:`pln.plan.plan.Plan.summary_spec`."""
     out = ["# PLN-Bench results", "",
            f"Setting: **{spec['setting']}** (`{spec['setting_file']}`)"
            + (f": {spec['description']}." if spec.get("description") else "."),

@@ -1,6 +1,6 @@
 """The paper's tables, regenerated: aggregation over seeds and CSV / Markdown / LaTeX output.
 
-A table is built from its spec (:meth:`pln.report.experiments.Plan.table_spec`, plain data) into
+A table is built from its spec (:meth:`pln.plan.plan.Plan.table_spec`, plain data) into
 one long :class:`pandas.DataFrame`, one line per (row, metric), with the columns of
 :data:`COLUMNS`:
 
@@ -41,7 +41,7 @@ import pandas as pd
 from pln.engine.run_dir import read_run_json, verify_run_file
 from pln.errors import DataError
 from pln import stats
-from pln.report.experiments import parse_metric
+from pln.plan.outputs import parse_metric
 from pln.report.paper import PaperValues
 from pln.utils import atomic_write_text
 

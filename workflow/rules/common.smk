@@ -3,18 +3,12 @@
 import os
 
 from pln.engine.run_dir import RunDir
+from pln.plan.jobs import pln_command, setting_mark_path, write_run_config, write_setting_mark
+from pln.plan.loading import load_snakemake_config
+from pln.plan.outputs import STATS_FILES
+from pln.plan.plan import Plan
+from pln.plan.run_config import real_data_inputs
 from pln.report.claims import claims_inputs, claims_spec
-from pln.report.experiments import (
-    STATS_FILES,
-    Plan,
-    pln_command,
-    real_data_inputs,
-    setting_mark_path,
-    write_run_config,
-    write_setting_mark,
-)
-from pln.report.overlays import merged_config
-
 from pln.report.settings import settings_path, settings_spec, write_settings
 
 PLAN = Plan(config)
@@ -32,7 +26,7 @@ RUNS = PLAN.runs_root
 SETTING_MARK = setting_mark_path(PLAN.tables_dir)
 
 # Overlay entries (--configfile) must name datasets, models, tables and figures of config.yaml.
-merged_config(
+load_snakemake_config(
     [os.path.relpath(p) for p in workflow.overwrite_configfiles],
     os.path.join(workflow.basedir, "config.yaml"),
 )

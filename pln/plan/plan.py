@@ -1,58 +1,19 @@
-"""The experiment plan: the Snakemake config turned into runs, run configs and table specs.
-
-The Snakemake config (``config.yaml``, optionally overlaid by ``config/smoke.yaml`` or
-``config/paper.yaml``) declares
-
-- ``base``: :class:`pln.config.ExperimentConfig` keys shared by every run;
-- ``datasets``: one entry per dataset setting (its ``config`` fragment, the paper's name);
-- ``models``: one entry per trained model (or prior-only baseline): a dataset, a config
-  fragment, optional seeds and resources;
-- ``tables`` and ``figures``: the rows of the paper's tables, each naming the model it reads.
-
-A run's experiment config is ``base`` <- dataset ``config`` <- model ``config`` <- the run's own
-keys (name, seed, threads, data and cache folders), merged key by key and validated with
-:func:`pln.config.config_from_dict`. A model is trained once per seed and serves every table
-that names it.
-
-Paths (all relative to the working directory, ``S`` = the setting's name)::
-
-    {runs_root}/S/configs/{model}-seed{seed}.yaml    experiment config of a trained run
-    {runs_root}/S/{model}/seed{seed}/                run folder of ``pln train``
-    {runs_root}/S/{model}/prior/                     run folder of ``pln baseline-prior``
-    {runs_root}/S/stats/{dataset}/                   ``pln stats`` output (Table 1, Fig. 5)
-"""
+"""The experiment plan of one workflow config (one setting): its runs, seeds and resources, every
+run's experiment config and folder, and the resolved specification and files of every table and
+figure (the package docstring of :mod:`pln.plan` describes the config and the paths)."""
 
 from __future__ import annotations
 
-import copy
-import os
-import re
-import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pln.config import ModelConfig, config_from_dict, merge
+from pln.config import config_from_dict
 from pln.engine.run_dir import RunDir
 from pln.errors import ConfigError
-
-STATS_FILES = ("table1.csv", "moment_lengths.csv")
-TABLES = ("table1", "table2", "table3", "table4", "table5", "table6", "table7")
-FIGURES = ("fig5", "fig7", "fig8")
-TABLE_FORMATS = ("csv", "md", "tex")
-FIGURE_FORMATS = ("png", "pdf")
-_METRIC = re.compile(r"^R(\d+)@([0-9.]+)$|^mIoU$")
-
-
-def parse_metric(name: str) -> tuple[int, float] | None:
-    """``"R5@0.3"`` -> ``(5, 0.3)``; ``"mIoU"`` -> ``None``; anything else raises ConfigError."""
-    match = _METRIC.match(name)
-    if not match:
-        raise ConfigError(f"metric {name!r}: expected R<n>@<m> (e.g. R1@0.5) or mIoU")
-    if name == "mIoU":
-        return None
-    return int(match.group(1)), float(match.group(2))
+from pln.plan.outputs import FIGURE_FORMATS, FIGURES, TABLE_FORMATS, TABLES
+from pln.plan.references import check_references
+from pln.plan.run_config import config_note, resolve_run_config
 
 
 @dataclass(frozen=True)
@@ -83,7 +44,7 @@ class Plan:
         self.tables: dict[str, dict[str, Any]] = config.get("tables", {})
         self.figures: dict[str, dict[str, Any]] = config.get("figures", {})
         self.claims: dict[str, Any] = config.get("claims", {})
-        self._check_references()
+        check_references(self)
         self.run_configs: dict[str, dict[str, Any]] = self._resolve_run_configs()
 
     # ------------------------------------------------------------------------------------------
@@ -149,36 +110,16 @@ class Plan:
     # ------------------------------------------------------------------------------------------
     # Experiment configs
 
-    def _merged(self, dataset: str, fragment: dict[str, Any], name: str, seed: int | None,
-                threads: int) -> dict[str, Any]:
-        values = merge(copy.deepcopy(self.config.get("base", {})), self.datasets[dataset].get("config", {}))
-        values = merge(values, fragment)
-        data = values.setdefault("data", {})
-        data.setdefault("data_dir", f"{self.config.get('data_root', 'data')}/{self.setting}/{dataset}")
-        data.setdefault("cache_dir", f"{self.config.get('cache_root', 'cache')}/{self.setting}/{dataset}")
-        divisor = int(self.config.get("clip_divisor", 1))
-        if divisor > 1:
-            # A CPU-sized setting: every clip count and the unit count divided by the same factor.
-            model = values.setdefault("model", {})
-            defaults = ModelConfig()
-            model["clips"] = [c // divisor for c in model.get("clips", defaults.clips)]
-            model["num_units"] = model.get("num_units", defaults.num_units) // divisor
-        train = values.setdefault("train", {})
-        train.setdefault("threads", threads)
-        if seed is not None:
-            train["seed"] = seed
-        values["name"] = name
-        return values
-
     def _resolve_run_configs(self) -> dict[str, dict[str, Any]]:
         """Every experiment config the workflow writes, by config name, validated."""
         out: dict[str, dict[str, Any]] = {}
         for dataset in self.datasets:
-            out[f"stats-{dataset}"] = self._merged(dataset, {}, f"stats-{dataset}", None, 1)
+            out[f"stats-{dataset}"] = resolve_run_config(self.config, dataset, {}, f"stats-{dataset}", None, 1)
         for run in self.all_runs():
             fragment = self.models[run.model].get("config", {})
             threads = int(self.resources(run.model)["threads"])
-            out[self.config_name(run)] = self._merged(run.dataset, fragment, run.model, run.seed, threads)
+            out[self.config_name(run)] = resolve_run_config(self.config, run.dataset, fragment, run.model,
+                                                            run.seed, threads)
         for name, values in out.items():
             config_from_dict(values, f"{self.setting_file}: experiment config {name!r}")
         return out
@@ -191,28 +132,10 @@ class Plan:
 
     def model_note(self, model: str) -> str:
         """The model's size, training budget and recipe in one line, from its resolved config."""
-        cfg = config_from_dict(self.run_configs[self.config_name(self.runs(model)[0])])
         if self.kind(model) == "prior":
             return f"{model}: prior-only baseline (most common training moment, no learning)"
-        m, t = cfg.model, cfg.train
-        parts = [
-            f"clips {'-'.join(map(str, m.clips))}",
-            f"hidden {m.hidden}",
-            f"ConvNet {m.conv_layers}x {m.conv_kernel}x{m.conv_kernel} conv, {m.conv_channels} ch",
-            f"{m.lstm_layers}-layer LSTM",
-        ]
-        if m.num_stages > 1:
-            parts.append(f"CFM {'on' if m.use_cfm else 'off'}, UC {'on' if m.use_uc else 'off'}")
-        label = cfg.loss.label if cfg.loss.label == "pln" else f"tan {cfg.loss.min_iou:g}/{cfg.loss.max_iou:g}"
-        parts += [f"labels {label}", f"{t.max_epochs} epochs max"]
-        if t.max_train_batches is not None:
-            parts.append(f"{t.max_train_batches} batches/epoch")
-        parts.append(f"Adam lr {t.lr:g}, batch {t.batch_size}")
-        parts.append(f"grad clip {t.grad_clip_norm:g}" if t.grad_clip_norm is not None else "no grad clip")
-        if t.lr_plateau is not None:
-            parts.append(f"lr plateau on val loss (x{t.lr_plateau.factor:g}, patience {t.lr_plateau.patience})")
-        parts.append("bf16" if t.bf16 else "fp32")
-        parts.append(f"seeds {', '.join(map(str, self.seeds(model)))}")
+        cfg = config_from_dict(self.run_configs[self.config_name(self.runs(model)[0])])
+        parts = config_note(cfg) + [f"seeds {', '.join(map(str, self.seeds(model)))}"]
         return f"{model}: " + ", ".join(parts)
 
     # ------------------------------------------------------------------------------------------
@@ -368,115 +291,3 @@ class Plan:
 
     def all_figures(self) -> list[str]:
         return [f for fig in FIGURES if fig in self.figures for f in self.figure_outputs(fig)]
-
-    # ------------------------------------------------------------------------------------------
-    # Checks
-
-    def _check_references(self) -> None:
-        where = self.setting_file
-        for model, entry in self.models.items():
-            if entry["dataset"] not in self.datasets:
-                raise ConfigError(f"{where}: models.{model}.dataset: unknown dataset {entry['dataset']!r}; "
-                                  f"declare it under datasets (known: {', '.join(self.datasets)})")
-        for table, cfg in self.tables.items():
-            if table not in TABLES:
-                raise ConfigError(f"{where}: tables.{table}: unknown table; choose from {', '.join(TABLES)}")
-            if table == "table1":
-                self._check_datasets(cfg.get("datasets", []), f"tables.{table}.datasets")
-                continue
-            titles = [b.get("title", self.datasets.get(b["dataset"], {}).get("paper", b["dataset"]))
-                      for b in cfg["blocks"]]
-            if len(set(titles)) != len(titles):
-                raise ConfigError(f"{where}: tables.{table}.blocks: block titles must differ, got {titles}; "
-                                  "give each block a title")
-            for b, block in enumerate(cfg["blocks"]):
-                self._check_datasets([block["dataset"]], f"tables.{table}.blocks[{b}].dataset")
-                for metric in block["metrics"]:
-                    parse_metric(metric)
-                for r, row in enumerate(block["rows"]):
-                    key = f"tables.{table}.blocks[{b}].rows[{r}]"
-                    self._check_model(row["model"], f"{key}.model")
-                    if "test_against" in row:
-                        self._check_model(row["test_against"], f"{key}.test_against")
-        for figure, cfg in self.figures.items():
-            if figure not in FIGURES:
-                raise ConfigError(f"{where}: figures.{figure}: unknown figure; choose from {', '.join(FIGURES)}")
-            if figure == "fig5":
-                self._check_datasets(cfg.get("datasets", []), "figures.fig5.datasets")
-            elif figure == "fig7":
-                self._check_model(cfg["model"], "figures.fig7.model")
-                if self.kind(cfg["model"]) != "train":
-                    raise ConfigError(f"{where}: figures.fig7.model: {cfg['model']!r} has no score maps (not trained)")
-            else:
-                for p, panel in enumerate(cfg["panels"]):
-                    self._check_model(panel["pln"], f"figures.fig8.panels[{p}].pln")
-                    self._check_model(panel["baseline"], f"figures.fig8.panels[{p}].baseline")
-                edges = cfg.get("edges", [])
-                if (len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:]))
-                        or edges[0] < 0 or edges[-1] > 1):
-                    raise ConfigError(f"{where}: figures.fig8.edges: give two or more increasing relative "
-                                      f"lengths in [0, 1], got {edges}")
-
-    def _check_model(self, model: str, key: str) -> None:
-        if model not in self.models:
-            raise ConfigError(f"{self.setting_file}: {key}: unknown model {model!r}; declare it under models")
-
-    def _check_datasets(self, datasets: list[str], key: str) -> None:
-        for d in datasets:
-            if d not in self.datasets:
-                raise ConfigError(f"{self.setting_file}: {key}: unknown dataset {d!r}; "
-                                  f"known: {', '.join(self.datasets)}")
-
-
-def pln_command(configured: str | None) -> str:
-    """The ``pln`` command as a shell fragment: the configured one (as written, it may hold
-    arguments), else the one beside this Python (quoted: its path may hold spaces), else ``pln``."""
-    if configured:
-        return configured
-    beside = Path(sys.executable).with_name("pln")
-    return shlex.quote(str(beside)) if beside.exists() else "pln"
-
-
-def real_data_inputs(values: dict[str, Any], annotations_only: bool = False) -> list[str]:
-    """The user-provided data files an experiment config reads (annotations, features, GloVe).
-
-    Synthetic datasets are generated, so only their annotation folder (``real-annotations``
-    mode) and GloVe file count. They are job inputs: a missing file stops the dry run.
-    """
-    data = values.get("data", {})
-    synthetic = str(data.get("dataset", "")).startswith("synthetic-")
-    annotations = data.get("annotation_dir")
-    if synthetic and data.get("synthetic", {}).get("mode", "full") != "real-annotations":
-        annotations = None
-    if annotations_only:
-        return [annotations] if annotations else []
-    features = None if synthetic else data.get("feature_file") or data.get("feature_dir")
-    files = [annotations, features, data.get("glove")]
-    return [f for f in files if f]
-
-
-def write_run_config(values: dict[str, Any], path: str | Path, log: str | Path | None = None) -> None:
-    """Validate one experiment config and write it as YAML (atomically); note it in ``log``."""
-    import yaml
-
-    from pln.utils import atomic_write_text
-
-    config_from_dict(values, str(path))
-    atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
-    if log is not None:
-        atomic_write_text(log, f"wrote {path}\n")
-
-
-
-def setting_mark_path(tables_dir: str) -> str:
-    """The marker of the setting that built the shared tables and figures (``results/.setting``)."""
-    return os.path.join(os.path.dirname(tables_dir) or ".", ".setting")
-
-
-def write_setting_mark(path: str | Path, setting: str, log: str | Path | None = None) -> None:
-    """Write the marker (the job of rule ``setting_mark``; never while the workflow is parsed)."""
-    from pln.utils import atomic_write_text
-
-    atomic_write_text(path, f"{setting}\n")
-    if log is not None:
-        atomic_write_text(log, f"wrote {path}\n")

@@ -1,5 +1,6 @@
-"""Workflow config overlays (``snakemake --configfile FILE``): merged onto ``config.yaml`` key by
-key, and checked so that a misspelt name is an error instead of a silently ignored block.
+"""The workflow config as Snakemake reads it: ``config.yaml`` and its overlays (``snakemake
+--configfile FILE``), merged key by key (mappings merge, lists are replaced), each overlay checked
+so that a misspelt name is an error instead of a silently ignored block.
 
 An overlay may change any value of the base config, but under ``datasets``, ``models``,
 ``tables`` and ``figures`` it may only name entries the base config defines: renaming
@@ -49,8 +50,9 @@ def check_overlay(base: dict[str, Any], overlay: dict[str, Any], source: str | P
                     f"{', '.join(map(str, known)) or 'none'}) -- fix the spelling")
 
 
-def merged_config(overlays: list[str | Path], base: str | Path = "config.yaml") -> dict[str, Any]:
-    """``base`` with each overlay checked (:func:`check_overlay`) and merged in order."""
+def load_snakemake_config(overlays: list[str | Path], base: str | Path = "config.yaml") -> dict[str, Any]:
+    """``base`` (``config.yaml``) with each overlay checked (:func:`check_overlay`) and merged in
+    order, the way Snakemake merges them."""
     config = read_yaml_mapping(base)
     for path in overlays:
         overlay = read_yaml_mapping(path)
