@@ -3,7 +3,7 @@
 import os
 
 from pln.engine.run_dir import RunDir
-from pln.plan.jobs import pln_command, setting_mark_path, write_run_config, write_setting_mark
+from pln.plan.jobs import pln_command, run_config_text, setting_mark_path
 from pln.plan.loading import load_snakemake_config
 from pln.plan.outputs import STATS_FILES
 from pln.plan.plan import Plan

@@ -11,8 +11,10 @@ rule setting_mark:
         setting=PLAN.setting,
     log:
         f"logs/{PLAN.setting}/setting_mark.log",
-    run:
-        write_setting_mark(output[0], params.setting, log[0])
+    conda:
+        "../envs/pln.yaml"
+    shell:
+        "echo {params.setting:q} > {output:q}.tmp && mv {output:q}.tmp {output:q} && echo wrote {output:q} > {log:q}"
 
 
 rule summary:

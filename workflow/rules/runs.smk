@@ -6,11 +6,13 @@ rule run_config:
     output:
         f"{RUNS}/configs/{{name}}.yaml",
     params:
-        values=lambda wildcards: PLAN.run_configs[wildcards.name],
+        text=lambda wildcards, output: run_config_text(PLAN.run_configs[wildcards.name], output[0]),
     log:
         f"logs/{PLAN.setting}/configs/{{name}}.log",
-    run:
-        write_run_config(params.values, output[0], log[0])
+    conda:
+        "../envs/pln.yaml"
+    shell:
+        "printf '%s' {params.text:q} > {output:q}.tmp && mv {output:q}.tmp {output:q} && echo wrote {output:q} > {log:q}"
 
 
 rule stats:
