@@ -51,11 +51,15 @@ def test_synthetic_batch(tmp_path: Path) -> None:
     s = ds.samples[1]
     np.testing.assert_allclose(batch["ious"][1][1].numpy(), iou_map(s.start, s.end, s.duration, 16))
     np.testing.assert_allclose(ds.video_units(s.video_id), ds.units[int(batch["video"][1])])
-    ds.units_in_items = True
-    streamed = collate([ds[i] for i in range(3)])
+    assert ds.units_in_items is False and ds.ious_in_items is True
+    with pytest.raises(AttributeError):  # fixed at construction: loader workers copy the dataset
+        ds.units_in_items = True
+    streamed_ds = build_dataset(cfg, "test", units_in_items=True)
+    streamed = collate([streamed_ds[i] for i in range(3)])
     assert streamed["units"].shape == (3, 16, 8) and streamed["units"].dtype == torch.float32
-    ds.ious_in_items = False  # evaluation: no labels
-    unlabelled = collate([ds[i] for i in range(3)])
+    assert [tuple(m.shape) for m in streamed["ious"]] == [(3, 4, 4), (3, 16, 16)]
+    unlabelled_ds = build_dataset(cfg, "test", ious_in_items=False)  # evaluation: no labels
+    unlabelled = collate([unlabelled_ds[i] for i in range(3)])
     assert unlabelled["ious"] == [] and torch.equal(unlabelled["words"], batch["words"])
     np.testing.assert_array_equal(streamed["units"][1].numpy(), ds.units[int(batch["video"][1])])
     assert torch.equal(streamed["video"], batch["video"])

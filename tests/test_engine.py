@@ -326,7 +326,7 @@ def test_prior_baseline(trained, tmp_path):
 
 def test_select_key_rule_for_every_stage_count_and_setting():
     from pln.engine.evaluate import resolve_keys
-    from pln.engine.inference import select_key, strategy_keys
+    from pln.engine.keys import select_key, strategy_keys
 
     for clips in ([16], [8, 16], [8, 16, 32], [4, 8, 16, 32]):
         s = len(clips)
@@ -348,7 +348,7 @@ def test_predict_evaluate_and_test_metrics_share_the_default(trained, tmp_path, 
     """A run whose config says eval.strategy/eval.stage: training's test_metrics.json, pln
     evaluate and pln predict all report the same default key."""
     from pln.data.dataset import build_dataset
-    from pln.engine.inference import select_key
+    from pln.engine.keys import select_key
 
     _, values, _ = trained
     values = json.loads(json.dumps(values))

@@ -11,14 +11,15 @@ import torch
 from test_engine import tiny_config  # the tiny synthetic run of the engine tests
 
 from pln.config import DataConfig, config_from_dict
-from pln.data.dataset import build_dataset, make_loader
+from pln.data.dataset import make_loader
+from pln.engine.splits import EVALUATION, PURPOSES, TRAINING, open_split
 from pln.engine.train import check_finite, train
 from pln.engine.units import (
     GIB,
-    UnitFeed,
     load_table,
     place_on_device,
     table_bytes,
+    units_resident,
 )
 from pln.errors import ConfigError, TrainingError
 
@@ -75,8 +76,9 @@ def test_modes_chosen_by_the_config(data_dir: Path) -> None:
              ({"units_device_max_gib": 1e-9}, False),
              ({"units_on_device": "always", "units_device_max_gib": 1e-9}, True)]
     for data, resident in cases:
-        ds = build_dataset(_config(data_dir, **data), "test")
-        feed = UnitFeed(ds, CPU, _config(data_dir, **data).data)
+        split = open_split(_config(data_dir, **data), "test", EVALUATION, CPU)
+        ds, feed = split.dataset, split.feed
+        assert units_resident(ds.units, CPU, _config(data_dir, **data).data) is resident, data
         assert feed.on_device is resident, data
         assert ds.units_in_items is (not resident), data
         assert (feed.table is not None) is resident
@@ -85,11 +87,27 @@ def test_modes_chosen_by_the_config(data_dir: Path) -> None:
             assert tuple(feed.table.shape) == ds.units.shape and feed.table.device == CPU
 
 
+def test_a_purpose_fixes_what_items_carry_and_how_they_load(data_dir: Path) -> None:
+    cfg = _config(data_dir, num_workers=0)
+    opened = {purpose: open_split(cfg, "test", purpose, CPU) for purpose in PURPOSES}
+    for purpose, split in opened.items():
+        assert split.dataset.ious_in_items is (purpose == TRAINING), purpose
+        assert split.shuffle is (purpose == TRAINING)
+        assert split.batch_size == (cfg.train.batch_size if purpose == TRAINING else cfg.train.eval_batch_size)
+        assert (split.dataset[0]["ious"] != []) is (purpose == TRAINING)
+        assert split.device == CPU and split.loader().batch_size == split.batch_size
+    workers = _config(data_dir, num_workers=2)
+    assert open_split(workers, "test", EVALUATION, CPU).num_workers == 2
+    assert open_split(workers, "test", "benchmarking", CPU).num_workers == 0  # timed in-process
+    with pytest.raises(ValueError, match="purpose"):
+        open_split(cfg, "test", "testing", CPU)
+
+
 def test_resident_and_streamed_give_the_same_units(data_dir: Path) -> None:
-    resident_ds = build_dataset(_config(data_dir), "test")
-    streamed_ds = build_dataset(_config(data_dir, units_on_device="never"), "test")
-    resident = UnitFeed(resident_ds, CPU, _config(data_dir).data)
-    streamed = UnitFeed(streamed_ds, CPU, _config(data_dir, units_on_device="never").data)
+    resident_split = open_split(_config(data_dir), "test", EVALUATION, CPU)
+    streamed_split = open_split(_config(data_dir, units_on_device="never"), "test", EVALUATION, CPU)
+    resident_ds, resident = resident_split.dataset, resident_split.feed
+    streamed_ds, streamed = streamed_split.dataset, streamed_split.feed
     loaders = [make_loader(ds, 5, shuffle=True, seed=3) for ds in (resident_ds, streamed_ds)]
     n = 0
     for a, b in zip(*loaders):

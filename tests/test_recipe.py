@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from pln.config import LossConfig, PlateauConfig, TrainConfig, config_from_dict
-from pln.data.dataset import build_dataset, make_loader
+from pln.data.dataset import make_loader
 from pln.engine.recipe import ValidationLoss, backward_step, current_lr, make_optimizer, make_plateau
-from pln.engine.units import UnitFeed
+from pln.engine.splits import TRAINING, open_split
 from pln.errors import ConfigError
 from pln.loss import joint_loss
 from pln.model import PLN
@@ -100,12 +100,13 @@ def test_validation_loss_equals_the_training_loss_of_the_same_batches(tmp_path):
         "model": {"feature_dim": 16, "num_units": 32, "hidden": 8, "word_dim": 50, "lstm_layers": 1,
                   "clips": [8, 16], "conv_layers": 1, "conv_kernel": 3, "conv_channels": 8},
     })
-    dataset = build_dataset(cfg, "val")  # items carry the IoU maps the training uses
+    split = open_split(cfg, "val", TRAINING, torch.device("cpu"))  # items carry the IoU maps the training uses
+    dataset = split.dataset
     torch.manual_seed(0)
     model = PLN(cfg.model).eval()
     lambdas = cfg.loss.resolved_lambdas(2)
     meter = ValidationLoss(cfg.loss, lambdas)
-    feed = UnitFeed(dataset, torch.device("cpu"), cfg.data, "val")
+    feed = split.feed
     weighted, count = 0.0, 0
     with torch.no_grad():
         for batch in make_loader(dataset, 8, shuffle=False):

@@ -8,7 +8,7 @@ on ActivityNet Captions and Charades-STA) at the given width and batch, it measu
 * inference: the forward pass alone at the evaluation batch size;
 * evaluation: the product's evaluation path over a synthetic test split of the real feature
   shapes: loader, unit feed, forward, top-5 with NMS for every stage and Strategy 2, metrics
-  (``pln.engine.inference.predict_split`` and ``split_metrics``);
+  (``pln.engine.predict_split.predict_split`` and ``split_metrics``);
 * the data path: the training loader (``data.num_workers`` = ``--workers``) and the unit feed,
   without the model: the queries/s it can supply.
 

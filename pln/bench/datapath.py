@@ -15,7 +15,6 @@ import torch
 
 from pln.bench.steps import sync
 from pln.config import ExperimentConfig, ModelConfig, config_from_dict
-from pln.model import PLN
 
 
 def experiment_config(model_cfg: ModelConfig, family: str, args: argparse.Namespace, work: Path,
@@ -39,23 +38,23 @@ def cycled(loader: Any, batches: int) -> Iterator[dict[str, Any]]:
 
 def measure_eval(cfg: ExperimentConfig, device: torch.device, max_queries: int) -> float:
     """Queries/s of the evaluation path: test loader, unit feed, forward, top-5 + NMS for every
-    strategy key, metrics. Cycles over the synthetic test split until ``max_queries`` are done."""
-    from pln.data.dataset import build_dataset, make_loader
-    from pln.engine.inference import predict_split, split_metrics, strategy_keys
-    from pln.engine.units import UnitFeed
+    strategy key, metrics. Cycles over the synthetic test split (opened for benchmarking: as for
+    evaluation, loaded in this process) until ``max_queries`` are done."""
+    from pln.engine.keys import strategy_keys
+    from pln.engine.network import load_model
+    from pln.engine.predict_split import predict_split, split_metrics
+    from pln.engine.splits import BENCHMARKING, open_split
 
     torch.manual_seed(0)
-    model = PLN(cfg.model).to(device)
-    test = build_dataset(cfg, "test")
-    test.ious_in_items = False  # as in pln train and pln evaluate
-    feed = UnitFeed(test, device, cfg.data, "test")
-    loader = make_loader(test, cfg.train.eval_batch_size, shuffle=False, num_workers=0)
+    model = load_model(cfg.model, device)
+    test = open_split(cfg, "test", BENCHMARKING, device)
+    loader = test.loader()
     keys = strategy_keys(cfg.model.num_stages)
     nms = cfg.eval.resolved_nms(cfg.data.family)
 
     def run(queries: int) -> int:
         batches = -(-queries // cfg.train.eval_batch_size)
-        pred = predict_split(model, cycled(loader, batches), cfg, device, keys, nms, bf16=cfg.train.bf16, feed=feed)
+        pred = predict_split(model, test, cfg, keys, nms, bf16=cfg.train.bf16, batches=cycled(loader, batches))
         for key in keys:
             split_metrics(pred[key], cfg)
         return len(pred[keys[0]].index)
@@ -70,14 +69,12 @@ def measure_eval(cfg: ExperimentConfig, device: torch.device, max_queries: int) 
 
 def measure_data_path(cfg: ExperimentConfig, device: torch.device, max_queries: int) -> float:
     """Queries/s the training loader and the unit feed supply (units, words and IoU maps on the
-    device), without the model."""
-    from pln.data.dataset import build_dataset, make_loader
-    from pln.engine.inference import to_device
-    from pln.engine.units import UnitFeed
+    device), without the model: the train split opened for training."""
+    from pln.engine.splits import TRAINING, open_split
+    from pln.engine.units import to_device
 
-    train = build_dataset(cfg, "train")
-    feed = UnitFeed(train, device, cfg.data, "train")
-    loader = make_loader(train, cfg.train.batch_size, shuffle=True, num_workers=cfg.data.num_workers)
+    train = open_split(cfg, "train", TRAINING, device)
+    feed, loader = train.feed, train.loader()
     batches = max(2, -(-max_queries // cfg.train.batch_size))
     seen, t0 = 0, 0.0
     for i, batch in enumerate(cycled(loader, batches + 1)):

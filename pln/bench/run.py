@@ -19,7 +19,7 @@ from pln.bench.hours import paper_gpu_hours
 from pln.bench.steps import measure_infer, measure_train, peak_memory_gib
 from pln.bench.targets import target_lines
 from pln.config import ModelConfig
-from pln.model import PLN
+from pln.engine.network import load_model
 from pln.utils import atomic_write
 
 
@@ -33,7 +33,7 @@ def measure_variant(cfg_name: str, cfg: ModelConfig, bf16: bool, evaluate: bool,
                     args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Every figure of one variant of one configuration (see :mod:`pln.bench`)."""
     torch.manual_seed(0)
-    model = PLN(cfg).to(device)
+    model = load_model(cfg, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     r: dict[str, Any] = measure_train(model, device, args.batch, args.steps, args.warmup, bf16)

@@ -9,6 +9,7 @@ import torch
 
 from pln.bench.flops import count_flops
 from pln.config import ExperimentConfig, ModelConfig, TrainConfig
+from pln.engine.network import forward
 from pln.engine.recipe import make_optimizer
 from pln.engine.train import train_step
 from pln.model import PLN
@@ -73,8 +74,7 @@ def measure_infer(model: PLN, device: torch.device, batch_size: int, steps: int,
         if i == warmup:
             sync(device)
             t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            model(batch["units"], batch["words"], batch["lengths"])
+        forward(model, batch["units"], batch["words"], batch["lengths"], bf16)
     sync(device)
     model.train()
     return batch_size * steps / (time.perf_counter() - t0)

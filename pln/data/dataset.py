@@ -13,10 +13,16 @@ IoU maps are not cached: they are computed per item in ``__getitem__`` (vectoris
 for N = 128), which keeps the cache small for the real-size datasets. Every skip and quirk is
 counted in ``MomentDataset.report``.
 
+Building has two steps: :func:`read_split_tables` does all the reading and caching and returns
+the split's :class:`SplitTables`; :class:`MomentDataset` wraps them with what its items carry,
+fixed at construction. :func:`build_dataset` does both.
+
 Items name their video by its row in ``MomentDataset.units`` (``"video"``) and carry the unit
 features themselves only when ``units_in_items`` is set: a video is shared by many queries, so
 the model's side normally holds the split's whole unit table once and gathers the rows of each
 batch (``pln.engine.units.UnitFeed``) instead of copying ``[M, D]`` per query through the loader.
+Whether a split's units are streamed is decided from its unit table, so the engine reads the
+tables, decides, then builds the dataset (``pln.engine.splits.open_split``).
 """
 
 from __future__ import annotations
@@ -201,29 +207,56 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+@dataclass(frozen=True)
+class SplitTables:
+    """What :func:`read_split_tables` reads for one split: ``samples`` (kept pairs), the cached
+    unit table ``units [V, M, D]`` float32 (memory-mapped), ``video_index`` (video id -> row of
+    ``units``), the word ids of every query (flat ``token_ids``, ``offsets [Q + 1]``), the word
+    vectors, the model's ``clips`` (one IoU map per stage), the feature store and the data report."""
+
+    samples: list[Sample]
+    units: np.ndarray
+    video_index: dict[str, int]
+    token_ids: np.ndarray
+    offsets: np.ndarray
+    word_vectors: WordVectors
+    clips: list[int]
+    store: FeatureStore | FolderFeatureStore
+    report: dict[str, Any]
+
+
 class MomentDataset(Dataset):
     """One split: ``samples`` (kept pairs), cached units, word ids; ``__getitem__`` -> item dict.
 
-    ``units_in_items`` (default False): items also carry their video's ``units [M, D]``.
+    What items carry is fixed at construction (worker processes copy the dataset when a loader
+    is first iterated, so it could not change later anyway):
+    ``units_in_items`` (default False): items also carry their video's ``units [M, D]``;
     ``ious_in_items`` (default True): items carry the IoU map of every stage (the training labels);
-    evaluation turns it off, since it never reads them. Set both before a loader over the dataset
-    is first iterated (worker processes copy the dataset then).
+    evaluation turns it off, since it never reads them.
     """
 
-    def __init__(self, samples: list[Sample], units: np.ndarray, video_index: dict[str, int],
-                 token_ids: np.ndarray, offsets: np.ndarray, word_vectors: WordVectors,
-                 clips: list[int], store: FeatureStore, report: dict[str, Any]) -> None:
-        self.samples = samples
-        self.units = units  # [V, M, D], memory-mapped
-        self.video_index = video_index
-        self.token_ids = token_ids
-        self.offsets = offsets  # [Q + 1]
-        self.word_vectors = word_vectors
-        self.clips = list(clips)
-        self.store = store
-        self.report = report
-        self.units_in_items = False
-        self.ious_in_items = True
+    def __init__(self, tables: SplitTables, *, units_in_items: bool = False, ious_in_items: bool = True) -> None:
+        self.samples = tables.samples
+        self.units = tables.units  # [V, M, D], memory-mapped
+        self.video_index = tables.video_index
+        self.token_ids = tables.token_ids
+        self.offsets = tables.offsets  # [Q + 1]
+        self.word_vectors = tables.word_vectors
+        self.clips = list(tables.clips)
+        self.store = tables.store
+        self.report = tables.report
+        self._units_in_items = bool(units_in_items)
+        self._ious_in_items = bool(ious_in_items)
+
+    @property
+    def units_in_items(self) -> bool:
+        """Whether items carry their video's ``units [M, D]`` (the streamed unit feed)."""
+        return self._units_in_items
+
+    @property
+    def ious_in_items(self) -> bool:
+        """Whether items carry one IoU map ``[N_t, N_t]`` per stage (the training labels)."""
+        return self._ious_in_items
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -344,8 +377,17 @@ def check_bad_rows(meta: dict[str, Any], max_fraction: float, store: FeatureStor
     return {"videos": len(meta["bad_rows"]), "rows": rows, "of_rows": total, "fraction": fraction}
 
 
-def build_dataset(cfg: ExperimentConfig, split: str) -> MomentDataset:
-    """The :class:`MomentDataset` of ``split`` (train / val / test) of ``cfg.data.dataset``."""
+def build_dataset(cfg: ExperimentConfig, split: str, *, units_in_items: bool = False,
+                  ious_in_items: bool = True) -> MomentDataset:
+    """The :class:`MomentDataset` of ``split`` (train / val / test) of ``cfg.data.dataset``, its
+    items carrying units and IoU maps as told (see :class:`MomentDataset`)."""
+    return MomentDataset(read_split_tables(cfg, split), units_in_items=units_in_items,
+                         ious_in_items=ious_in_items)
+
+
+def read_split_tables(cfg: ExperimentConfig, split: str) -> SplitTables:
+    """Read (and cache) the :class:`SplitTables` of ``split`` (train / val / test) of
+    ``cfg.data.dataset``: every skip and quirk is counted in their ``report``."""
     data = cfg.data
     wv = load_word_vectors(data.glove, data.strip_punctuation)
     if wv.dim != cfg.model.word_dim:
@@ -408,4 +450,4 @@ def build_dataset(cfg: ExperimentConfig, split: str) -> MomentDataset:
         log.warning("%s: zeroed %d damaged feature rows (NaN/Inf or absurd) in %d videos of %s", store.path,
                     bad_rows["rows"], bad_rows["videos"], split)
     video_index = {vid: i for i, vid in enumerate(meta["videos"])}
-    return MomentDataset(samples, units, video_index, ids, offsets, wv, cfg.model.clips, store, report)
+    return SplitTables(samples, units, video_index, ids, offsets, wv, list(cfg.model.clips), store, report)

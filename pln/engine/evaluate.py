@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from pln.config import ExperimentConfig, check_nms_threshold
-from pln.data.dataset import build_dataset, make_loader
 from pln.devices import resolve_device
-from pln.engine.checkpoint import check_model_config, load_checkpoint
-from pln.engine.inference import predict_split, select_key, split_metrics, strategy_keys
+from pln.engine.checkpoint import load_checkpoint
+from pln.engine.keys import select_key, strategy_keys
+from pln.engine.network import load_model
+from pln.engine.predict_split import predict_split, split_metrics
 from pln.engine.run_dir import RunDir
 from pln.engine.run_lock import refuse_if_training
-from pln.model import PLN
+from pln.engine.splits import EVALUATION, open_split
 
 
 def resolve_keys(cfg: ExperimentConfig, strategy: str | None, stage: int | None) -> list[str]:
@@ -38,16 +39,11 @@ def evaluate_run(run_dir: str | Path, checkpoint: str = "best", split: str = "te
     cfg = run.read_config()
     path = {"best": run.best, "last": run.last}.get(checkpoint, Path(checkpoint))
     state = load_checkpoint(path)
-    check_model_config(path, state, cfg.to_dict()["model"])
     dev = resolve_device(device or cfg.train.device)
-    model = PLN(cfg.model).to(dev)
-    model.load_state_dict(state["model"])
+    model = load_model(cfg.model, dev, path, state)
     nms = nms_threshold if nms_threshold is not None else cfg.eval.resolved_nms(cfg.data.family)
     keys = resolve_keys(cfg, strategy, stage)
-    dataset = build_dataset(cfg, split)
-    dataset.ious_in_items = False  # labels are not read when evaluating
-    loader = make_loader(dataset, cfg.train.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
-    preds = predict_split(model, loader, cfg, dev, keys, nms, cfg.train.bf16)
+    preds = predict_split(model, open_split(cfg, split, EVALUATION, dev), cfg, keys, nms, cfg.train.bf16)
     return {
         "run": str(run.root), "checkpoint": str(path), "epoch": state.get("epoch"), "split": split,
         "nms_threshold": nms, "default": select_key(cfg, strategy, stage),

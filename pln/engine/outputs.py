@@ -10,8 +10,11 @@ import torch
 
 from pln.config import ExperimentConfig
 from pln.data.dataset import collate
-from pln.engine.inference import SplitPredictions, to_device
-from pln.engine.units import UnitFeed
+from pln.engine.keys import stage_key
+from pln.engine.network import forward
+from pln.engine.predict_split import SplitPredictions
+from pln.engine.splits import OpenSplit
+from pln.engine.units import to_device
 from pln.eval.metrics import candidate_ious
 from pln.digest import atomic_write_digested
 
@@ -77,22 +80,24 @@ def score_map_queries(num_queries: int, count: int) -> list[int]:
 
 
 @torch.no_grad()
-def write_score_maps(path: str | Path, model: torch.nn.Module, dataset, pred: SplitPredictions,
-                     cfg: ExperimentConfig, device: torch.device, feed: UnitFeed) -> None:
+def write_score_maps(path: str | Path, model: torch.nn.Module, split: OpenSplit, pred: SplitPredictions,
+                     cfg: ExperimentConfig) -> None:
     """Save the stage score maps of a few fixed test queries (Fig. 7).
 
     Arrays: ``stage{t}`` [Q, N_t, N_t], ``query`` [Q], ``gt`` [Q, 2], ``duration`` [Q],
-    ``top1`` [Q, 2] (the default strategy's top-1 moment, seconds). Units come from ``feed``,
-    the split's unit feed.
+    ``top1`` [Q, 2] (the default strategy's top-1 moment, seconds). The queries' items come from
+    ``split`` (the test split) and their units from its feed; the forward pass runs as in
+    :func:`~pln.engine.predict_split.predict_split` (``train.bf16``).
     """
+    dataset = split.dataset
     queries = score_map_queries(len(dataset), cfg.eval.num_score_maps)
     arrays: dict[str, np.ndarray] = {"query": np.array(queries, dtype=np.int64)}
     if queries:
         model.eval()
-        batch = to_device(collate([dataset[i] for i in queries]), device)
-        output = model(feed.units(batch), batch["words"], batch["lengths"])
+        batch = to_device(collate([dataset[i] for i in queries]), split.device)
+        output = forward(model, split.feed.units(batch), batch["words"], batch["lengths"], cfg.train.bf16)
         for t, scores in enumerate(output.scores):
-            arrays[f"stage{t + 1}"] = scores.float().cpu().numpy()
+            arrays[stage_key(t)] = scores.cpu().numpy()
         row_of = {int(q): r for r, q in enumerate(pred.index.tolist())}
         rows = [row_of[q] for q in queries]
         arrays["gt"] = pred.gt[rows].numpy()

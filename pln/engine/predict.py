@@ -13,11 +13,11 @@ from pln.data.glove import load_word_vectors
 from pln.data.video_features import FolderFeatureStore
 from pln.data.stats import split_samples
 from pln.devices import resolve_device
-from pln.engine.checkpoint import check_model_config, load_checkpoint
-from pln.engine.inference import parse_key, select_key
+from pln.engine.checkpoint import load_checkpoint
+from pln.engine.keys import parse_key, select_key
+from pln.engine.network import forward, load_model
 from pln.errors import DataError
 from pln.eval.inference import predict_topk
-from pln.model import PLN
 
 
 def lookup_duration(cfg: ExperimentConfig, video_id: str) -> float:
@@ -49,10 +49,8 @@ def predict(checkpoint: str | Path, features: str | Path, video_id: str, query: 
         check_duration(duration)
     state = load_checkpoint(checkpoint)
     cfg = config_from_dict(state["config"], f"{checkpoint} (stored config)")
-    check_model_config(checkpoint, state, cfg.to_dict()["model"])
     dev = resolve_device(device)
-    model = PLN(cfg.model).to(dev)
-    model.load_state_dict(state["model"])
+    model = load_model(cfg.model, dev, checkpoint, state)
     model.eval()
 
     store = FolderFeatureStore(features, cfg.model.feature_dim) if Path(features).is_dir() else \
@@ -65,7 +63,8 @@ def predict(checkpoint: str | Path, features: str | Path, video_id: str, query: 
     words = torch.from_numpy(load_word_vectors(cfg.data.glove, cfg.data.strip_punctuation).encode(query)).float()
     if duration is None:
         duration = check_duration(lookup_duration(cfg, video_id))
-    output = model(units[None].to(dev), words[None].to(dev), torch.tensor([len(words)], device=dev))
+    # one query, in fp32 whatever train.bf16 says
+    output = forward(model, units[None].to(dev), words[None].to(dev), torch.tensor([len(words)], device=dev))
     key = select_key(cfg, strategy, stage)
     chosen, index = parse_key(key)
     spans, scores, valid = predict_topk(

@@ -10,9 +10,9 @@ import torch
 
 from pln.config import ExperimentConfig, save_config
 from pln.data.dataset import build_dataset
-from pln.engine.inference import SplitPredictions, query_windows, split_metrics
+from pln.engine.keys import stage_key
 from pln.engine.outputs import write_predictions, write_predictions_jsonl
-from pln.digest import atomic_write_json_digested
+from pln.engine.predict_split import SplitPredictions, query_windows, split_metrics
 from pln.engine.run_dir import RunDir, check_same_experiment, query_counts
 from pln.engine.run_lock import hold_run_lock
 from pln.eval.inference import nms, rank_candidates
@@ -62,12 +62,8 @@ def _run_prior(cfg: ExperimentConfig, run: RunDir) -> dict[str, Any]:
                             query_windows(test_ds.samples, torch.arange(q)))
     write_predictions(run.predictions, pred, test_ds)
     write_predictions_jsonl(run.predictions_jsonl, pred, test_ds)
-    result = {
-        "run": {"dataset": cfg.data.dataset, "name": cfg.name, "seed": cfg.train.seed, "clips": [n],
-                "method": "prior", "selection_split": None, "nms_threshold": nms_threshold,
-                **query_counts(test_ds)},
-        "metrics": {"stage1": split_metrics(pred, cfg)},
-        "default": "stage1",
-    }
-    atomic_write_json_digested(run.test_metrics, result)  # last: its presence marks the run complete
-    return result
+    info = {"dataset": cfg.data.dataset, "name": cfg.name, "seed": cfg.train.seed, "clips": [n],
+            "method": "prior", "selection_split": None, "nms_threshold": nms_threshold,
+            **query_counts(test_ds)}
+    key = stage_key(0)  # the prior scores one map: Strategy 1 of its only stage
+    return run.write_test_metrics(info, {key: split_metrics(pred, cfg)}, key)  # last: marks the run complete

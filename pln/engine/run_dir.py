@@ -11,7 +11,7 @@ import yaml
 
 from pln.config import RESULT_NEUTRAL_KEYS, ExperimentConfig, config_from_dict
 from pln.engine.checkpoint import config_differences
-from pln.digest import verify_file
+from pln.digest import atomic_write_json_digested, verify_file
 from pln.errors import ConfigError, DataError
 
 @dataclass(frozen=True)
@@ -100,6 +100,15 @@ class RunDir:
             raise ConfigError(f"{self.config}: damaged ({first[:120]}) -- restore it, or delete the run "
                               "folder and train again") from None
         return config_from_dict(values, str(self.config))
+
+    def write_test_metrics(self, info: dict[str, Any], metrics: dict[str, dict[str, float]],
+                           default: str) -> dict[str, Any]:
+        """Write and return the run's ``test_metrics.json``: ``{"run": info, "metrics": {key:
+        {metric: value}}, "default": key}`` (atomically, with its digest). Written last by
+        `pln train` and `pln baseline-prior`: its presence marks the run complete."""
+        result = {"run": info, "metrics": metrics, "default": default}
+        atomic_write_json_digested(self.test_metrics, result)
+        return result
 
     def read_test_metrics(self) -> dict[str, Any]:
         """The run's ``test_metrics.json``, verified against its digest."""

@@ -7,9 +7,10 @@ sums the validation loss, which drives the plateau schedule (``train.lr_plateau`
 queries in epoch e depends only on (seed, e), so a run killed at any moment and restarted with
 the same command reaches bit-identical metrics on the CPU.
 
-The training step does not wait for the device: the split's unit table is resident there
-(:class:`pln.engine.units.UnitFeed`), loss sums are accumulated on the device, and the losses are
-checked for NaN/Inf only every ``train.log_every`` steps and at the end of the epoch.
+The splits are opened once (:func:`pln.engine.splits.open_split`: train for training, val and
+test for evaluation). The training step does not wait for the device: the split's unit table is
+resident there (:class:`pln.engine.units.UnitFeed`), loss sums are accumulated on the device, and
+the losses are checked for NaN/Inf only every ``train.log_every`` steps and at the end of the epoch.
 """
 
 from __future__ import annotations
@@ -26,17 +27,19 @@ import torch
 from torch.utils.data import DataLoader
 
 from pln.config import ExperimentConfig, save_config
-from pln.data.dataset import build_dataset, check_split_files, make_loader
+from pln.data.dataset import check_split_files
 from pln.devices import claim_device, tune_backends
 from pln.engine.gpu_util import UtilisationSampler, nvml_reader
-from pln.engine.checkpoint import check_model_config, load_checkpoint, save_checkpoint
-from pln.engine.inference import predict_split, select_key, split_metrics, strategy_keys, to_device
+from pln.engine.checkpoint import load_checkpoint, save_checkpoint
+from pln.engine.keys import select_key, strategy_keys
+from pln.engine.network import forward, load_model
 from pln.engine.outputs import write_predictions, write_predictions_jsonl, write_score_maps
-from pln.digest import atomic_write_json_digested
+from pln.engine.predict_split import predict_split, split_metrics
 from pln.engine.recipe import ValidationLoss, backward_step, current_lr, make_optimizer, make_plateau
 from pln.engine.run_dir import RunDir, check_same_experiment, query_counts
 from pln.engine.run_lock import hold_run_lock
-from pln.engine.units import UnitFeed
+from pln.engine.splits import EVALUATION, TRAINING, OpenSplit, open_split
+from pln.engine.units import UnitFeed, to_device
 from pln.errors import CheckpointError, ConfigError, TrainingError
 from pln.eval.metrics import metric_name
 from pln.loss import joint_loss
@@ -72,9 +75,7 @@ def train_step(model: PLN, optimizer: torch.optim.Optimizer, units: torch.Tensor
     ``units [B, M, D]`` and ``batch`` (``words [B, L, E]``, ``lengths [B]``, ``ious``: one
     ``[B, N_t, N_t]`` map per stage) are on the model's device. Returns (total loss, loss per stage).
     """
-    with torch.autocast(units.device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16):
-        output = model(units, batch["words"], batch["lengths"])
-    output = output._replace(logits=[x.float() for x in output.logits])
+    output = forward(model, units, batch["words"], batch["lengths"], cfg.train.bf16)
     total, per_stage = joint_loss(output, batch["ious"], cfg.loss, lambdas)
     backward_step(model, optimizer, total, cfg.train.grad_clip_norm)
     return total, per_stage
@@ -82,19 +83,17 @@ def train_step(model: PLN, optimizer: torch.optim.Optimizer, units: torch.Tensor
 
 def train_one_epoch(
     model: PLN, loader: DataLoader, optimizer: torch.optim.Optimizer, cfg: ExperimentConfig,
-    device: torch.device, epoch: int, lambdas: list[float], feed: UnitFeed | None = None,
+    device: torch.device, epoch: int, lambdas: list[float], feed: UnitFeed,
 ) -> dict[str, float]:
     """One pass over the training split. Returns mean losses and queries/s.
 
-    ``feed`` supplies the units ``[B, M, D]`` (None: one is built for ``loader.dataset``). The
-    step itself never synchronises with the device; see :func:`check_finite`.
+    ``feed`` (the split's, :func:`pln.engine.splits.open_split`) supplies the units ``[B, M, D]``.
+    The step itself never synchronises with the device; see :func:`check_finite`.
     """
     from tqdm import tqdm
 
     model.train()
     lr = current_lr(optimizer)  # the rate of this epoch (the plateau schedule acts between epochs)
-    if feed is None:
-        feed = UnitFeed(loader.dataset, device, cfg.data, "train")
     log_every = max(1, cfg.train.log_every)
     # [1 + S] batch-size-weighted sums of (total, stage losses), on the device (float64 as before).
     sums = torch.zeros(1 + len(lambdas), dtype=torch.float64, device=device)
@@ -199,24 +198,22 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
     nms = cfg.eval.resolved_nms(family)
 
     check_before_training(cfg)
-    datasets = {split: build_dataset(cfg, split) for split in ("train", "val", "test")}
-    atomic_write_json(run.data_report, {split: ds.report for split, ds in datasets.items()})
-    log.info("data: %s", ", ".join(f"{s}={len(d)}" for s, d in datasets.items()))
-    # Before any loader is iterated: a streamed feed makes its dataset's items carry units, and
-    # the evaluated splits need no IoU maps.
-    feeds = {split: UnitFeed(ds, device, cfg.data, split) for split, ds in datasets.items()}
-    datasets["val"].ious_in_items = datasets["test"].ious_in_items = False
+    # Each split's purpose fixes, before its dataset is built, what its items carry (the IoU maps
+    # only for training; the units only where the feed streams them).
+    splits = {split: open_split(cfg, split, TRAINING if split == "train" else EVALUATION, device)
+              for split in ("train", "val", "test")}
+    atomic_write_json(run.data_report, {name: s.dataset.report for name, s in splits.items()})
+    log.info("data: %s", ", ".join(f"{name}={len(s.dataset)}" for name, s in splits.items()))
 
-    model = PLN(cfg.model).to(device)
+    resume = run.last.is_file()
+    state = load_checkpoint(run.last) if resume else None
+    model = load_model(cfg.model, device, run.last if resume else None, state)
     optimizer = make_optimizer(model, cfg.train)
     plateau = make_plateau(optimizer, cfg.train.lr_plateau)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     start_epoch = 0
-    if run.last.is_file():
-        state = load_checkpoint(run.last)
-        check_model_config(run.last, state, cfg.to_dict()["model"])
-        model.load_state_dict(state["model"])
+    if state is not None:  # resuming
         optimizer.load_state_dict(state["optimizer"])
         if plateau is not None:
             if state.get("scheduler") is None:
@@ -226,18 +223,16 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
         log.info("resuming %s after epoch %d", run.root, start_epoch)
 
     default_key = select_key(cfg)
-    val_loader = make_loader(datasets["val"], cfg.train.eval_batch_size, shuffle=False,
-                             num_workers=cfg.data.num_workers)
+    val_loader = splits["val"].loader()
     for epoch in range(start_epoch, cfg.train.max_epochs):
         torch.manual_seed(epoch_seed(cfg.train.seed, epoch))
-        loader = make_loader(datasets["train"], cfg.train.batch_size, shuffle=True,
-                             num_workers=cfg.data.num_workers, seed=epoch_seed(cfg.train.seed, epoch))
+        loader = splits["train"].loader(seed=epoch_seed(cfg.train.seed, epoch))
         row: dict[str, Any] = {"epoch": epoch + 1}
-        row.update(train_one_epoch(model, loader, optimizer, cfg, device, epoch, lambdas, feeds["train"]))
+        row.update(train_one_epoch(model, loader, optimizer, cfg, device, epoch, lambdas, splits["train"].feed))
         t0 = time.perf_counter()
         val_loss = ValidationLoss(cfg.loss, lambdas)
-        val = predict_split(model, val_loader, cfg, device, [default_key], nms, cfg.train.bf16,
-                            feeds["val"], on_output=val_loss)[default_key]
+        val = predict_split(model, splits["val"], cfg, [default_key], nms, cfg.train.bf16,
+                            batches=val_loader, on_output=val_loss)[default_key]
         val_metrics = split_metrics(val, cfg)  # holds train.select_metric (check_before_training)
         row["val_loss"] = val_loss.mean()
         row.update({f"val_{k}": v for k, v in val_metrics.items()})
@@ -261,46 +256,39 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
                  cfg.train.select_metric, value, " (best)" if improved else "", row["train_queries_per_s"])
     if best is None:
         raise TrainingError(f"{run.root}: no epoch was trained (train.max_epochs={cfg.train.max_epochs})")
-    del feeds["train"], feeds["val"]  # free their device memory before testing
-    return finish_run(cfg, run, device, datasets["test"], best, len(history), feeds["test"])
+    test = splits["test"]
+    del splits  # free the train and val unit tables on the device before testing
+    return finish_run(cfg, run, test, best, len(history), default_key)
 
 
-def finish_run(cfg: ExperimentConfig, run: RunDir, device: torch.device, test_ds, best: dict[str, Any],
-               epochs_run: int, feed: UnitFeed | None = None) -> dict[str, Any]:
+def finish_run(cfg: ExperimentConfig, run: RunDir, test: OpenSplit, best: dict[str, Any],
+               epochs_run: int, default_key: str) -> dict[str, Any]:
     """Test the selected checkpoint under every strategy; write the run's result files.
 
-    ``feed`` supplies the test units (None: one is built for ``test_ds``)."""
-    state = load_checkpoint(run.best)
-    model = PLN(cfg.model).to(device)
-    model.load_state_dict(state["model"])
+    ``test`` is the test split opened for evaluation; ``default_key`` the run's
+    :func:`~pln.engine.keys.select_key`, the strategy of ``predictions.*`` and ``score_maps.npz``."""
+    device = test.device
+    model = load_model(cfg.model, device, run.best)
     keys = strategy_keys(cfg.model.num_stages)
     nms = cfg.eval.resolved_nms(cfg.data.family)
-    if feed is None:
-        feed = UnitFeed(test_ds, device, cfg.data, "test")
-    loader = make_loader(test_ds, cfg.train.eval_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
     t0 = time.perf_counter()
-    preds = predict_split(model, loader, cfg, device, keys, nms, cfg.train.bf16, feed)
+    preds = predict_split(model, test, cfg, keys, nms, cfg.train.bf16)
     seconds = time.perf_counter() - t0
-    default_key = select_key(cfg)
+    test_ds = test.dataset
     write_predictions(run.predictions, preds[default_key], test_ds)
     write_predictions_jsonl(run.predictions_jsonl, preds[default_key], test_ds)
-    write_score_maps(run.score_maps, model, test_ds, preds[default_key], cfg, device, feed)
-    result = {
-        "run": {
-            "dataset": cfg.data.dataset, "name": cfg.name, "seed": cfg.train.seed,
-            "clips": list(cfg.model.clips), "selected_epoch": best["epoch"],
-            "selection_metric": cfg.train.select_metric, "selection_value": best["value"],
-            "selection_split": "val", "epochs_run": epochs_run, "device": str(device),
-            "nms_threshold": nms, **query_counts(test_ds),
-        },
-        "metrics": {key: split_metrics(pred, cfg) for key, pred in preds.items()},
-        "default": default_key,
+    write_score_maps(run.score_maps, model, test, preds[default_key], cfg)
+    info = {
+        "dataset": cfg.data.dataset, "name": cfg.name, "seed": cfg.train.seed,
+        "clips": list(cfg.model.clips), "selected_epoch": best["epoch"],
+        "selection_metric": cfg.train.select_metric, "selection_value": best["value"],
+        "selection_split": "val", "epochs_run": epochs_run, "device": str(device),
+        "nms_threshold": nms, **query_counts(test_ds),
     }
+    metrics = {key: split_metrics(pred, cfg) for key, pred in preds.items()}
     # Timings vary from run to run: they live apart, so an identical rerun's results are byte-identical.
     atomic_write_json(run.timings, {"test_seconds": seconds,
                                     "test_queries_per_s": len(test_ds) / seconds if seconds > 0 else None})
-    atomic_write_json_digested(run.test_metrics, result)  # last: its presence marks the run complete
+    result = run.write_test_metrics(info, metrics, default_key)  # last: it marks the run complete
     log.info("test (%s): %s", default_key, result["metrics"][default_key])
     return result
-
-

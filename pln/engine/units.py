@@ -8,6 +8,10 @@ gathers ``table[video]`` per batch there; batches then carry only the ``video [B
 When the table does not fit (``data.units_on_device``, ``data.units_device_max_gib``), the feed
 falls back to streaming: the dataset's items carry their units and the feed moves each batch's
 ``units [B, M, D]`` to the device. Both paths give the same float32 numbers.
+
+The decision (:func:`units_resident`) is taken from the split's unit table before its dataset is
+built, since the dataset's items carry units only when streaming; :func:`to_device` moves the
+rest of a batch.
 """
 
 from __future__ import annotations
@@ -79,23 +83,29 @@ def load_table(units: np.ndarray, device: torch.device) -> torch.Tensor:
     return table
 
 
-class UnitFeed:
-    """Unit features ``[B, M, D]`` on ``device`` for the batches of one dataset.
+def units_resident(units: np.ndarray, device: torch.device, cfg: DataConfig) -> bool:
+    """The feed decision for a unit table ``[V, M, D]``: resident on ``device`` (True) or
+    streamed through the loader (False), by :func:`place_on_device` under ``data.units_on_device``
+    and ``data.units_device_max_gib``. Taken before the split's dataset is built: a streamed
+    split's items carry their units."""
+    return place_on_device(table_bytes(units), cfg.units_on_device, cfg.units_device_max_gib,
+                           free_device_bytes(torch.device(device)))
 
-    Built before any loader over ``dataset`` is first iterated: in streaming mode it sets
-    ``dataset.units_in_items = True`` so that items carry their units (worker processes copy the
-    dataset when they start). ``on_device`` tells which mode was chosen; ``table`` is the
-    ``[V, M, D]`` table on the device, or None when streaming.
+
+class UnitFeed:
+    """Unit features ``[B, M, D]`` on ``device`` for the batches of one split.
+
+    ``units`` is the split's table ``[V, M, D]``; ``resident`` is :func:`units_resident`'s
+    decision, taken before the split's dataset was built (a streamed split's items carry their
+    units). ``on_device`` tells which mode it is; ``table`` is the ``[V, M, D]`` table on the
+    device, or None when streaming. ``cfg`` and ``name`` only label the log line.
     """
 
-    def __init__(self, dataset: Any, device: torch.device, cfg: DataConfig, name: str = "") -> None:
+    def __init__(self, units: np.ndarray, device: torch.device, resident: bool, cfg: DataConfig,
+                 name: str = "") -> None:
         self.device = torch.device(device)
-        self.dataset = dataset  # the split whose units this feed supplies
-        units = dataset.units  # [V, M, D]
         nbytes = table_bytes(units)
-        self.on_device = place_on_device(nbytes, cfg.units_on_device, cfg.units_device_max_gib,
-                                         free_device_bytes(self.device))
-        dataset.units_in_items = not self.on_device
+        self.on_device = bool(resident)
         self.table = load_table(units, self.device) if self.on_device else None
         where = f"resident on {self.device}" if self.on_device else "streamed through the loader"
         log.info("units%s: %d videos x %d x %d (%.3f GiB float32), %s (data.units_on_device=%s)",
@@ -107,7 +117,19 @@ class UnitFeed:
             video = batch["video"].to(self.device, non_blocking=True)
             return self.table.index_select(0, video)
         if "units" not in batch:
-            raise RuntimeError("a streamed unit feed got a batch without 'units': build the UnitFeed "
-                               "before the loader over its dataset is first iterated")
+            raise RuntimeError("a streamed unit feed got a batch without 'units': build its dataset with "
+                               "units_in_items=True (pln.engine.splits.open_split does)")
         return batch["units"].to(self.device, non_blocking=True)
 
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Move every tensor of a batch (and of its ``ious`` list) to ``device``."""
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value.to(device, non_blocking=True)
+        elif isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
+            out[key] = [v.to(device, non_blocking=True) for v in value]
+        else:
+            out[key] = value
+    return out
