@@ -20,7 +20,7 @@ from torch import Tensor
 
 from pln.config import LossConfig
 from pln.errors import PLNError
-from pln.eval.inference import cell_spans
+from pln.eval.ranking import cell_spans
 from pln.eval.metrics import interval_iou
 
 

@@ -34,8 +34,8 @@ import numpy as np
 import pytest
 import torch
 
-from pln.eval.inference import predict_topk
 from pln.eval.metrics import compute_metrics
+from pln.eval.ranking import predict_topk
 from pln.model.mask import valid_mask
 
 MAPS_PER_N = 10_000

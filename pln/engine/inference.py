@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from pln.config import ExperimentConfig
 from pln.engine.units import UnitFeed
 from pln.errors import ConfigError
-from pln.eval.inference import predict_topk
+from pln.eval.ranking import predict_topk
 from pln.eval.metrics import compute_metrics
 from pln.model.pln import PLNOutput
 from pln.eval.score import padded_windows, summarise, window_hits

@@ -16,7 +16,7 @@ from pln.devices import resolve_device
 from pln.engine.checkpoint import check_model_config, load_checkpoint
 from pln.engine.inference import parse_key, select_key
 from pln.errors import DataError
-from pln.eval.inference import predict_topk
+from pln.eval.ranking import predict_topk
 from pln.model import PLN
 
 

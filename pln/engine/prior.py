@@ -15,7 +15,7 @@ from pln.engine.outputs import write_predictions, write_predictions_jsonl
 from pln.digest import atomic_write_json_digested
 from pln.engine.run_dir import RunDir, check_same_experiment, query_counts
 from pln.engine.run_lock import hold_run_lock
-from pln.eval.inference import nms, rank_candidates
+from pln.eval.ranking import nms, rank_candidates
 from pln.loss import cell_ious
 from pln.model.mask import valid_mask
 

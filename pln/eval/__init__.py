@@ -1,6 +1,6 @@
-"""Inference (score maps -> ranked moments after NMS) and the benchmark metrics."""
+"""Ranking (score maps -> ranked moments after NMS) and the benchmark metrics."""
 
-from pln.eval.inference import cell_spans, nms, predict_topk, rank_candidates, strategy1, strategy2
+from pln.eval.ranking import cell_spans, nms, predict_topk, rank_candidates, strategy1, strategy2
 from pln.eval.metrics import (
     compute_metrics,
     interval_iou,

@@ -1,6 +1,6 @@
 """Moment-localization metrics (SPEC section 5).
 
-All functions take the NMS output of :func:`pln.eval.inference.nms`: the kept candidates
+All functions take the NMS output of :func:`pln.eval.ranking.nms`: the kept candidates
 ``top [B, K, 2]`` (seconds, best first) with ``valid [B, K]`` flags (a video with few valid cells
 may keep fewer than ``K``), and the ground truth ``gt [B, 2]`` in seconds.
 

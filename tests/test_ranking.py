@@ -1,4 +1,4 @@
-"""Inference: cell spans, strategies 1 and 2, ranking and batched greedy NMS."""
+"""Ranking: cell spans, strategies 1 and 2, ranking the valid cells and batched greedy NMS."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pln.errors import ConfigError
-from pln.eval.inference import cell_spans, nms, predict_topk, rank_candidates, strategy1, strategy2
+from pln.eval.ranking import cell_spans, nms, predict_topk, rank_candidates, strategy1, strategy2
 from pln.eval.metrics import interval_iou
 
 
