@@ -1,4 +1,4 @@
-"""Metrics: IoU, Rank@n IoU=m (strictly greater), mIoU, length groups, gains, paired bootstrap."""
+"""Metrics: Rank@n IoU=m (strictly greater), mIoU, length groups, gains, paired bootstrap."""
 
 from __future__ import annotations
 
@@ -11,21 +11,12 @@ import torch
 from pln.errors import PLNError
 from pln.eval.metrics import (
     compute_metrics,
-    interval_iou,
     length_group_metrics,
     paired_bootstrap,
     per_query_hits,
     recall_at,
     relative_gain,
 )
-
-
-def test_interval_iou_hand_values():
-    a = torch.tensor([[0.0, 4.0], [0.0, 4.0], [0.0, 1.0], [2.0, 2.0]])
-    b = torch.tensor([[2.0, 6.0], [0.0, 4.0], [3.0, 5.0], [2.0, 2.0]])
-    torch.testing.assert_close(interval_iou(a, b), torch.tensor([1 / 3, 1.0, 0.0, 0.0]))
-    # broadcasting: [2, 1, 2] x [1, 3, 2] -> [2, 3]
-    assert interval_iou(a[:2, None], b[None, :3]).shape == (2, 3)
 
 
 # gt [0, 4]; candidates: [0, 2] has IoU exactly 0.5, [0, 3] has 0.75, [10, 12] has 0

@@ -19,7 +19,7 @@ import yaml
 from pln.digest import write_digest
 from pln.errors import ConfigError, DataError
 from pln.report.experiments import Plan, parse_metric, real_data_inputs
-from pln.report.figures import fig8_data, length_group_table, make_figure, span_to_cell
+from pln.report.figures import fig8_data, length_group_table, make_figure
 from pln.report.paper import PaperValues
 from pln.report.summary import summary_markdown
 from pln.report.tables import aligned_outcomes, build_table, make_table, per_query_values, read_metrics
@@ -357,12 +357,6 @@ def test_table1_from_stats(tmp_path):
 
 # ----------------------------------------------------------------------------------------------
 # Figures and summary
-
-
-def test_span_to_cell():
-    assert span_to_cell(np.array([10.0, 30.0]), 100.0, 10) == (1, 2)
-    assert span_to_cell(np.array([0.0, 100.0]), 100.0, 16) == (0, 15)
-    assert span_to_cell(np.array([99.0, 100.0]), 100.0, 4) == (3, 3)
 
 
 def test_length_groups_and_gain(tmp_path):

@@ -1,9 +1,8 @@
 """Ranking (score maps -> ranked moments after NMS) and the benchmark metrics."""
 
-from pln.eval.ranking import cell_spans, nms, predict_topk, rank_candidates, strategy1, strategy2
+from pln.eval.ranking import nms, predict_topk, rank_candidates, strategy1, strategy2
 from pln.eval.metrics import (
     compute_metrics,
-    interval_iou,
     length_group_metrics,
     paired_bootstrap,
     per_query_hits,
@@ -12,7 +11,7 @@ from pln.eval.metrics import (
 )
 
 __all__ = [
-    "cell_spans", "nms", "predict_topk", "rank_candidates", "strategy1", "strategy2",
-    "compute_metrics", "interval_iou", "length_group_metrics", "paired_bootstrap",
+    "nms", "predict_topk", "rank_candidates", "strategy1", "strategy2",
+    "compute_metrics", "length_group_metrics", "paired_bootstrap",
     "per_query_hits", "recall_at", "relative_gain",
 ]

@@ -9,10 +9,9 @@ may keep fewer than ``K``), and the ground truth ``gt [B, 2]`` in seconds.
 - ``mIoU``: mean IoU of the top-1 candidate.
 
 The IoU with the ground truth is the official 2D-TAN metric's (``lib/core/eval.py``):
-``inter / (max(end) - min(start))`` in float64 (:func:`hull_iou`); NMS uses
-:func:`interval_iou`, ``inter / (len_a + len_b - inter)``, as the official NMS does. The two agree
-in exact arithmetic but not always in floating point, so each is written as its official step
-writes it.
+``inter / (max(end) - min(start))`` in float64 (:func:`pln.geometry.hull_iou`); NMS uses
+``inter / (len_a + len_b - inter)`` (:func:`pln.geometry.interval_iou`), as the official NMS
+does.
 
 Both are reported in percent under the keys ``R{n}@{m}`` (``m`` in its shortest form, e.g.
 ``R1@0.5``) and ``mIoU``.
@@ -28,33 +27,9 @@ import torch
 from torch import Tensor
 
 from pln.errors import PLNError
+from pln.geometry import hull_iou
 
 DEFAULT_LENGTH_EDGES = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
-
-
-def interval_iou(a: Tensor, b: Tensor) -> Tensor:
-    """Temporal IoU of intervals ``a [..., 2]`` and ``b [..., 2]`` (broadcast) -> ``[...]``.
-
-    Written ``inter / ((len_a + len_b) - inter)`` in the inputs' dtype (the official NMS's form).
-    Intervals are ``(start, end)`` with ``start <= end``. A pair whose union has zero length
-    (two identical points) has IoU 0.
-    """
-    inter = (torch.minimum(a[..., 1], b[..., 1]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
-    union = (a[..., 1] - a[..., 0]) + (b[..., 1] - b[..., 0]) - inter
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), torch.zeros_like(union))
-
-
-def hull_iou(a: Tensor, b: Tensor) -> Tensor:
-    """Temporal IoU of ``a [..., 2]`` and ``b [..., 2]`` (broadcast) -> float64 ``[...]``.
-
-    Written as the official metric writes it: ``max(0, min(end) - max(start))`` over
-    ``max(end) - min(start)`` (the hull, which equals the union whenever the intervals overlap),
-    in float64. A zero-length hull gives IoU 0.
-    """
-    a, b = a.double(), b.double()
-    inter = (torch.minimum(a[..., 1], b[..., 1]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
-    hull = torch.maximum(a[..., 1], b[..., 1]) - torch.minimum(a[..., 0], b[..., 0])
-    return torch.where(hull > 0, inter / hull.clamp(min=torch.finfo(hull.dtype).tiny), torch.zeros_like(hull))
 
 
 def metric_name(n: int, m: float) -> str:

@@ -42,7 +42,8 @@ from pln.data.annotations import Sample
 from pln.data.jsonl import check_qid, iter_lines, parse_windows, read_jsonl
 from pln.errors import DataError
 from pln.eval.metrics import metric_name, per_query_hits
-from pln.eval.ranking import cell_spans, nms
+from pln.eval.ranking import nms
+from pln.geometry import cell_spans
 
 PROTOCOLS = ("2dtan", "moment-detr")
 MDETR_THRESHOLDS = tuple(float(f"{m:.2f}") for m in np.linspace(0.5, 0.95, 10))

@@ -28,6 +28,7 @@ from matplotlib.ticker import MaxNLocator
 
 from pln.errors import DataError
 from pln.eval.metrics import group_labels
+from pln.geometry import span_to_cell
 from pln import stats
 from pln.report.tables import (outcome_matrix, query_length_groups, query_union, read_checked_csv,
                                read_predictions)
@@ -73,17 +74,6 @@ def fig5(spec: dict[str, Any]) -> Figure:
 
 # ----------------------------------------------------------------------------------------------
 # Fig. 7
-
-
-def span_to_cell(span: np.ndarray, duration: float, n: int) -> tuple[int, int]:
-    """The cell (i, j) of an ``n``-clip map nearest to ``span`` = (start, end) seconds.
-
-    Cell (i, j) spans ``[i d/n, (j+1) d/n]`` (SPEC section 5), so i = round(start n/d) and
-    j = round(end n/d) - 1, clipped to ``0 <= i <= j < n``.
-    """
-    i = int(np.clip(np.rint(span[0] * n / duration), 0, n - 1))
-    j = int(np.clip(np.rint(span[1] * n / duration) - 1, i, n - 1))
-    return i, j
 
 
 def fig7(spec: dict[str, Any]) -> Figure:
