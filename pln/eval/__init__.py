@@ -1,17 +1,9 @@
 """Ranking (score maps -> ranked moments after NMS) and the benchmark metrics."""
 
+from pln.eval.metrics import compute_metrics, paired_bootstrap, per_query_hits, query_outcomes
 from pln.eval.ranking import nms, predict_topk, rank_candidates, strategy1, strategy2
-from pln.eval.metrics import (
-    compute_metrics,
-    length_group_metrics,
-    paired_bootstrap,
-    per_query_hits,
-    recall_at,
-    relative_gain,
-)
 
 __all__ = [
     "nms", "predict_topk", "rank_candidates", "strategy1", "strategy2",
-    "compute_metrics", "length_group_metrics", "paired_bootstrap",
-    "per_query_hits", "recall_at", "relative_gain",
+    "compute_metrics", "paired_bootstrap", "per_query_hits", "query_outcomes",
 ]

@@ -118,21 +118,6 @@ def fig7(spec: dict[str, Any]) -> Figure:
 # Fig. 8
 
 
-def length_group_table(preds: list[pd.DataFrame], metric: str, edges: list[float]) -> pd.DataFrame:
-    """``metric`` per moment-length group, per-query outcomes averaged over the runs (seeds).
-
-    Groups follow :func:`pln.eval.metrics.length_groups`: ``edges[g] <= rel_length <
-    edges[g+1]``, the last group closed. Returns ``group, count, value`` (value in percent).
-    """
-    queries = query_union(preds)
-    outcome = outcome_matrix(preds, metric, queries).mean(axis=0)
-    group = query_length_groups(preds, queries, edges)
-    labels = group_labels(edges)
-    count = np.array([(group == g).sum() for g in range(len(labels))])
-    value = np.array([outcome[group == g].mean() if count[g] else np.nan for g in range(len(labels))])
-    return pd.DataFrame({"group": labels, "count": count, "value": value})
-
-
 FIG8_VALUES = ("pln", "pln_low", "pln_high", "baseline", "baseline_low", "baseline_high", "gain", "gain_low",
                "gain_high")
 
