@@ -3,7 +3,8 @@
 Every valid cell of every stage's map is a binary classification target whose soft label comes
 from the IoU of the cell's span with the ground-truth moment:
 
-- ``cell_ious``: IoU maps ``[B, N, N]`` (computed once per sample by the data pipeline);
+- the IoU maps ``[B, N, N]`` come from :mod:`pln.geometry` (``iou_map`` per dataset item,
+  ``cell_ious`` batched);
 - ``soft_labels``: IoU -> target in [0, 1] (paper eq. 7, or 2D-TAN's rescaling);
 - ``stage_loss``: binary cross-entropy averaged over the valid cells of the batch (eq. 6);
 - ``joint_loss``: ``sum_t lambda_t L_t`` over the stages (eq. 8).
@@ -20,8 +21,6 @@ from torch import Tensor
 
 from pln.config import LossConfig
 from pln.errors import PLNError
-from pln.eval.inference import cell_spans
-from pln.eval.metrics import interval_iou
 
 
 class StageLogits(Protocol):
@@ -29,21 +28,6 @@ class StageLogits(Protocol):
 
     logits: list[Tensor]  # [B, N_t, N_t] pre-sigmoid scores
     masks: list[Tensor]  # [N_t, N_t] bool
-
-
-def cell_ious(gt: Tensor, duration: Tensor, n: int) -> Tensor:
-    """IoU of every cell span with the ground truth -> ``[B, N, N]``.
-
-    ``gt [B, 2]`` (start, end) and ``duration [B]`` in seconds; the ground truth is clipped to
-    ``[0, duration]`` first. Cell ``(i, j)`` spans ``[i * d / N, (j + 1) * d / N]``; cells below the
-    diagonal (``i > j``) are 0.
-    """
-    duration = duration.float()
-    gt = torch.minimum(gt.float().clamp(min=0), duration[:, None])
-    spans = cell_spans(n, duration).float()  # [B, N, N, 2]; the labels stay float32
-    ious = interval_iou(spans, gt[:, None, None, :])
-    upper = torch.ones(n, n, dtype=torch.bool, device=ious.device).triu()
-    return torch.where(upper, ious, torch.zeros_like(ious))
 
 
 def soft_labels(iou: Tensor, cfg: LossConfig) -> Tensor:
@@ -80,7 +64,7 @@ def joint_loss(output: StageLogits, ious: Sequence[Tensor], cfg: LossConfig,
     """``sum_t lambda_t L_t`` over the stages (paper eq. 8).
 
     ``output.logits[t] [B, N_t, N_t]`` and ``output.masks[t] [N_t, N_t]``; ``ious[t] [B, N_t, N_t]``
-    from :func:`cell_ious`. ``lambdas`` defaults to ``cfg.resolved_lambdas(num_stages)``.
+    (:func:`pln.geometry.iou_map` / :func:`pln.geometry.cell_ious`). ``lambdas`` defaults to ``cfg.resolved_lambdas(num_stages)``.
     Returns ``(total scalar, [L_1, ..., L_S])``.
     """
     num_stages = len(output.logits)

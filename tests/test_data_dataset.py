@@ -1,5 +1,5 @@
 """build_dataset / collate on synthetic data, on a tiny hand-written real-format dataset with
-every kind of bad input, and the IoU maps by hand."""
+every kind of bad input."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from pln.config import config_from_dict
-from pln.data.dataset import build_dataset, collate, iou_map
+from pln.data.dataset import build_dataset, collate
 from pln.errors import ConfigError
+from pln.geometry import iou_map
 
 MODEL = {"feature_dim": 8, "word_dim": 50, "num_units": 16, "clips": [4, 16]}
 
@@ -23,14 +24,6 @@ def _synthetic(tmp_path: Path, name: str = "synthetic-charades", **model: object
         "data": {"dataset": name, "data_dir": str(tmp_path / "data"), "cache_dir": str(tmp_path / "cache"),
                  "synthetic": {"scale": 0.3, "feature_dim": 8}},
         "model": {**MODEL, **model}})
-
-
-def test_iou_map_by_hand() -> None:
-    iou = iou_map(2.0, 6.0, 8.0, 4)  # cells of 2 s
-    assert iou[1, 2] == pytest.approx(1.0)
-    assert iou[0, 0] == 0.0 and iou[1, 1] == pytest.approx(0.5)
-    assert iou[0, 3] == pytest.approx(0.5) and iou[2, 1] == 0.0  # below the diagonal
-    assert iou.dtype == np.float32 and iou.shape == (4, 4)
 
 
 def test_synthetic_batch(tmp_path: Path) -> None:

@@ -34,9 +34,9 @@ import numpy as np
 import pytest
 import torch
 
-from pln.eval.inference import predict_topk
 from pln.eval.metrics import compute_metrics
-from pln.model.mask import valid_mask
+from pln.eval.ranking import predict_topk
+from pln.geometry import valid_mask
 
 MAPS_PER_N = 10_000
 NMS_THRESHOLDS = (0.4, 0.45, 0.5)

@@ -14,11 +14,12 @@ from pln.cli import main
 from pln.config import config_from_dict
 from pln.data.annotations import NATIVE_SPLITS, read_split
 from pln.data.convert import pair_key, to_2dtan, to_jsonl
-from pln.data.dataset import build_dataset, iou_map, window_iou_map
+from pln.data.dataset import build_dataset, window_iou_map
 from pln.data.jsonl import read_jsonl
 from pln.data.stats import table1
 from pln.data.video_features import FolderFeatureStore
 from pln.errors import ConfigError, DataError
+from pln.geometry import iou_map
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "annotations"

@@ -1,4 +1,4 @@
-"""Training objective: IoU maps, soft labels, stage and joint losses against hand values."""
+"""Training objective: soft labels, stage and joint losses against hand values."""
 
 from __future__ import annotations
 
@@ -10,32 +10,8 @@ import torch
 
 from pln.config import LossConfig
 from pln.errors import PLNError
-from pln.loss import cell_ious, joint_loss, soft_labels, stage_loss
-
-# duration 8 s, N = 4: clip k spans [2k, 2k + 2]; ground truth [2, 6]
-EXPECTED_IOUS = torch.tensor([
-    [0.0, 1 / 3, 2 / 3, 0.5],
-    [0.0, 0.5, 1.0, 2 / 3],
-    [0.0, 0.0, 0.5, 1 / 3],
-    [0.0, 0.0, 0.0, 0.0],
-])
-
-
-def test_cell_ious_hand_values():
-    ious = cell_ious(torch.tensor([[2.0, 6.0]]), torch.tensor([8.0]), 4)
-    assert ious.shape == (1, 4, 4)
-    torch.testing.assert_close(ious[0], EXPECTED_IOUS)
-
-
-def test_cell_ious_batch_and_gt_clipping():
-    # second query's end is past the video: clipped to [2, 8] -> cell (1, 3) is an exact match
-    gt = torch.tensor([[2.0, 6.0], [2.0, 11.0]])
-    ious = cell_ious(gt, torch.tensor([8.0, 8.0]), 4)
-    torch.testing.assert_close(ious[0], EXPECTED_IOUS)
-    assert ious[1, 1, 3].item() == pytest.approx(1.0)
-    assert ious[1, 0, 3].item() == pytest.approx(0.75)
-    assert ious[1].tril(-1).abs().sum().item() == 0.0
-
+from pln.geometry import cell_ious
+from pln.loss import joint_loss, soft_labels, stage_loss
 
 def test_soft_labels_pln_mode():
     cfg = LossConfig(tau=0.5, label="pln")

@@ -1,31 +1,31 @@
-"""Metrics: IoU, Rank@n IoU=m (strictly greater), mIoU, length groups, gains, paired bootstrap."""
+"""Metrics: per-query outcomes (Rank@n IoU=m strictly greater, the top-1 IoU), their means, the
+paired bootstrap."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
 import torch
 
 from pln.errors import PLNError
-from pln.eval.metrics import (
-    compute_metrics,
-    interval_iou,
-    length_group_metrics,
-    paired_bootstrap,
-    per_query_hits,
-    recall_at,
-    relative_gain,
-)
+from pln.eval.metrics import compute_metrics, paired_bootstrap, per_query_hits, query_outcomes
 
 
-def test_interval_iou_hand_values():
-    a = torch.tensor([[0.0, 4.0], [0.0, 4.0], [0.0, 1.0], [2.0, 2.0]])
-    b = torch.tensor([[2.0, 6.0], [0.0, 4.0], [3.0, 5.0], [2.0, 2.0]])
-    torch.testing.assert_close(interval_iou(a, b), torch.tensor([1 / 3, 1.0, 0.0, 0.0]))
-    # broadcasting: [2, 1, 2] x [1, 3, 2] -> [2, 3]
-    assert interval_iou(a[:2, None], b[None, :3]).shape == (2, 3)
+def test_query_outcomes_hand_values():
+    # three queries' IoUs by rank; query 2 kept one candidate, query 3 none
+    ious = np.array([[0.2, 0.6, 0.8], [0.5, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    out = query_outcomes(ious, ranks=[1, 2], thresholds=[0.5, 0.7])
+    assert list(out) == ["R1@0.5", "R1@0.7", "R2@0.5", "R2@0.7", "IoU"]
+    assert out["R1@0.5"].tolist() == [False, False, False]  # 0.5 is not > 0.5
+    assert out["R2@0.5"].tolist() == [True, False, False]
+    assert out["R2@0.7"].tolist() == [False, False, False]  # 0.8 is at rank 3
+    assert out["IoU"].tolist() == [0.2, 0.5, 0.0]
+    percent = query_outcomes(ious, ranks=[5], thresholds=[0.7], percent=True)
+    assert percent["R5@0.7"].tolist() == [100.0, 0.0, 0.0] and percent["R5@0.7"].dtype == np.float64
+    assert percent["IoU"].tolist() == [20.0, 50.0, 0.0]
+    assert query_outcomes(np.zeros((2, 0)), [1], [0.5])["IoU"].tolist() == [0.0, 0.0]  # nothing kept
+    with pytest.raises(PLNError):
+        query_outcomes(ious, ranks=[0], thresholds=[0.5])
 
 
 # gt [0, 4]; candidates: [0, 2] has IoU exactly 0.5, [0, 3] has 0.75, [10, 12] has 0
@@ -38,8 +38,8 @@ VALID = torch.ones(2, 5, dtype=torch.bool)
 
 
 def test_iou_equal_to_threshold_is_not_a_hit():
-    assert recall_at(TOP[:1], VALID[:1], GT[:1], n=1, m=0.5) == 0.0
-    assert recall_at(TOP[:1], VALID[:1], GT[:1], n=1, m=0.3) == 100.0
+    assert compute_metrics(TOP[:1], VALID[:1], GT[:1], ranks=[1], ious=[0.5])["R1@0.5"] == 0.0
+    assert compute_metrics(TOP[:1], VALID[:1], GT[:1], ranks=[1], ious=[0.3])["R1@0.3"] == 100.0
 
 
 def test_rank1_versus_rank5():
@@ -70,49 +70,6 @@ def test_per_query_hits_frame():
 def test_metric_names_for_tacos_thresholds():
     m = compute_metrics(TOP, VALID, GT, ranks=[1], ious=[0.1, 0.45])
     assert set(m) == {"R1@0.1", "R1@0.45", "mIoU"}
-
-
-def _grouped_inputs():
-    # duration 100; moment lengths give fractions 0.05, 0.1, 0.15, 0.3, 0.5, 1.0, 0.0
-    lengths = torch.tensor([5.0, 10.0, 15.0, 30.0, 50.0, 100.0, 0.0])
-    gt = torch.stack([torch.zeros(7), lengths], dim=1)
-    duration = torch.full((7,), 100.0)
-    top = gt[:, None, :].repeat(1, 5, 1).clone()
-    top[1, 0] = torch.tensor([60.0, 70.0])  # query 2 misses at top-1
-    valid = torch.ones(7, 5, dtype=torch.bool)
-    return top, valid, gt, duration
-
-
-def test_length_group_counts_and_metrics():
-    top, valid, gt, duration = _grouped_inputs()
-    df = length_group_metrics(top, valid, gt, duration, ranks=[1], ious=[0.5])
-    assert df["group"].tolist() == ["[0, 0.1)", "[0.1, 0.2)", "[0.2, 0.3)", "[0.3, 0.5)", "[0.5, 1]"]
-    assert df["count"].tolist() == [2, 2, 0, 1, 2]
-    # group 0 holds the 5 s moment (hit) and the 0-length one (IoU 0): 50 %
-    assert df.loc[0, "R1@0.5"] == pytest.approx(50.0)
-    assert df.loc[1, "R1@0.5"] == pytest.approx(50.0)
-    assert math.isnan(df.loc[2, "R1@0.5"])
-    assert df.loc[4, "R1@0.5"] == pytest.approx(100.0)
-    assert df.loc[4, "mIoU"] == pytest.approx(100.0)
-
-
-def test_length_group_bad_edges():
-    top, valid, gt, duration = _grouped_inputs()
-    with pytest.raises(PLNError):
-        length_group_metrics(top, valid, gt, duration, edges=[0.5, 0.2])
-
-
-def test_relative_gain():
-    top, valid, gt, duration = _grouped_inputs()
-    base = length_group_metrics(top, valid, gt, duration, edges=[0.0, 0.2, 1.0], ranks=[1], ious=[0.5])
-    better = base.copy()
-    better["R1@0.5"] = [75.0, 100.0]
-    gain = relative_gain(better, base)
-    assert gain["group"].tolist() == ["[0, 0.2)", "[0.2, 1]"]
-    assert gain["R1@0.5"].tolist() == pytest.approx([50.0, 0.0])  # 50 -> 75 is +50 %
-    assert gain["mIoU"].tolist() == pytest.approx([0.0, 0.0])
-    with pytest.raises(PLNError):
-        relative_gain(better, base.iloc[:1])
 
 
 def test_paired_bootstrap_clear_winner_and_identical():

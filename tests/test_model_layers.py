@@ -9,9 +9,9 @@ from torch import nn
 
 from pln.config import ModelConfig
 from pln.errors import DataError
+from pln.geometry import valid_mask
 from pln.model.map2d import build_map
 from pln.model.mapconv import MapConvNet, layer_paddings
-from pln.model.mask import valid_mask
 from pln.model.query import QueryEncoder
 from pln.model.stage import CFM, Fusion, Predictor, UpsamplingConnection, merge_max
 from pln.model.video import VideoEncoder, pool_clips, sinusoidal_encoding
@@ -370,7 +370,6 @@ def assert_same_map_conv(ref, other, x, mask, atol: float = 1e-5, grad_atol: flo
 ])
 def test_banded_mapconv_equals_dense(n, layers, kernel, padding, count_norm, block):
     from pln.model.mapconv import MapConvNet
-    from pln.model.mask import valid_mask
 
     torch.manual_seed(0)
     dense = MapConvNet(4, layers, kernel, padding, count_norm=count_norm, banded=False)
@@ -408,7 +407,6 @@ def test_strip_rectangles_by_hand():
 def test_banded_mapconv_share_of_the_2dtan_tacos_convnet():
     from pln.model.mapconv import MapConvNet
     from pln.model.mapconv_banded import computed_share
-    from pln.model.mask import valid_mask
 
     def share(block: int) -> float:
         net = MapConvNet(1, 8, 5, "first_layer", banded=True, block=block)
@@ -423,7 +421,6 @@ def test_banded_mapconv_share_of_the_2dtan_tacos_convnet():
 
 def test_channels_last_mapconv_equals_default_layout():
     from pln.model.mapconv import MapConvNet
-    from pln.model.mask import valid_mask
 
     torch.manual_seed(0)
     plain = MapConvNet(4, 3, 5, "first_layer", banded=True, block=8)
@@ -434,7 +431,6 @@ def test_channels_last_mapconv_equals_default_layout():
 
 def test_banded_mapconv_under_bf16_autocast_matches_dense():
     from pln.model.mapconv import MapConvNet
-    from pln.model.mask import valid_mask
 
     torch.manual_seed(0)
     dense = MapConvNet(8, 3, 5, "first_layer", banded=False)

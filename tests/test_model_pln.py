@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from pln.config import ModelConfig
+from pln.geometry import valid_mask
 from pln.model import PLN, PLNOutput
-from pln.model.mask import valid_mask
 
 TABLE_5_6 = [[16], [32], [64], [128], [32, 128], [32, 64, 128], [16, 32, 64, 128],
              [32, 32], [64, 64], [32, 64], [128, 128]]

@@ -21,7 +21,7 @@ from pln.errors import ConfigError, DataError
 from pln.plan.outputs import parse_metric
 from pln.plan.plan import Plan
 from pln.plan.run_config import real_data_inputs
-from pln.report.figures import fig8_data, length_group_table, make_figure, span_to_cell
+from pln.report.figures import fig8_data, make_figure
 from pln.report.paper import PaperValues
 from pln.report.summary import summary_markdown
 from pln.report.tables import aligned_outcomes, build_table, make_table, per_query_values, read_metrics
@@ -361,23 +361,16 @@ def test_table1_from_stats(tmp_path):
 # Figures and summary
 
 
-def test_span_to_cell():
-    assert span_to_cell(np.array([10.0, 30.0]), 100.0, 10) == (1, 2)
-    assert span_to_cell(np.array([0.0, 100.0]), 100.0, 16) == (0, 15)
-    assert span_to_cell(np.array([99.0, 100.0]), 100.0, 4) == (3, 3)
-
-
 def test_length_groups_and_gain(tmp_path):
     pln = fake_predictions({0: [0.9], 1: [0.9], 2: [0.9], 3: [0.1]}, rel_length={0: 0.05, 1: 0.05, 2: 0.6, 3: 0.6})
     base = fake_predictions({0: [0.9], 1: [0.1], 2: [0.9], 3: [0.9]}, rel_length={0: 0.05, 1: 0.05, 2: 0.6, 3: 0.6})
-    table = length_group_table([pln], "R1@0.5", [0.0, 0.1, 0.5, 1.0])
-    assert table["count"].tolist() == [2, 0, 2]
-    assert table["value"].iloc[0] == 100.0 and math.isnan(table["value"].iloc[1]) and table["value"].iloc[2] == 50.0
     spec = {"metrics": ["R1@0.5"], "edges": [0.0, 0.1, 0.5, 1.0], "panels": [{
         "dataset": "TACoS", "dataset_used": "synthetic-tacos",
         "pln": {"label": "PLN", "runs": [{"predictions": _save(tmp_path / "a.csv", pln)}]},
         "baseline": {"label": "2D-TAN", "runs": [{"predictions": _save(tmp_path / "b.csv", base)}]}}]}
     data = fig8_data(spec)
+    assert data["pln"].iloc[0] == 100.0 and math.isnan(data["pln"].iloc[1]) and data["pln"].iloc[2] == 50.0
+    assert data["baseline"].iloc[0] == 50.0 and data["baseline"].iloc[2] == 100.0
     assert data["gain"].iloc[0] == pytest.approx(100.0)  # 100 vs 50
     assert data["gain"].iloc[2] == pytest.approx(-50.0)  # 50 vs 100
     assert data["count"].tolist() == [2, 0, 2] and data["below_min"].all()  # min_count 30 by default

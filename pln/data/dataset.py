@@ -46,6 +46,7 @@ from pln.data.video_features import FolderFeatureStore
 from pln.data.glove import BUILTIN_NAME, WordVectors, load_word_vectors
 from pln.data.synthetic import FEATURE_FILES, ensure_generated
 from pln.errors import ConfigError, DataError
+from pln.geometry import iou_map
 
 SPLITS = ("train", "val", "test")
 CACHE_VERSION = 2  # 2: damaged rows include absurd finite values; meta.json counts rows
@@ -162,19 +163,10 @@ def load_split(cfg: ExperimentConfig, source: DataSource, split: str) -> tuple[l
 # IoU maps and batches
 
 
-def iou_map(start: float, end: float, duration: float, n: int) -> np.ndarray:
-    """IoU of every cell span ``[i*d/N, (j+1)*d/N]`` with ``[start, end]``: ``[N, N]`` float32, 0 for j < i."""
-    edges = np.arange(n + 1, dtype=np.float64) * (duration / n)
-    s, e = edges[:-1, None], edges[None, 1:]
-    inter = np.clip(np.minimum(e, end) - np.maximum(s, start), 0.0, None)
-    union = np.maximum(e, end) - np.minimum(s, start)
-    iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-    return np.triu(iou).astype(np.float32)
-
-
 def window_iou_map(sample: Sample, n: int) -> np.ndarray:
-    """:func:`iou_map` of a sample; with several relevant windows, each cell's best IoU over them
-    (the training rule for several windows: a cell's soft label follows its best-matching window)."""
+    """:func:`pln.geometry.iou_map` of a sample; with several relevant windows, each cell's best
+    IoU over them (the training rule for several windows: a cell's soft label follows its
+    best-matching window)."""
     maps = [iou_map(start, end, sample.duration, n) for start, end in sample.all_windows]
     return maps[0] if len(maps) == 1 else np.maximum.reduce(maps)
 

@@ -17,7 +17,7 @@ from pln.engine.checkpoint import load_checkpoint
 from pln.engine.keys import parse_key, select_key
 from pln.engine.network import forward, load_model
 from pln.errors import DataError
-from pln.eval.inference import predict_topk
+from pln.eval.ranking import predict_topk
 
 
 def lookup_duration(cfg: ExperimentConfig, video_id: str) -> float:

@@ -20,7 +20,7 @@ from pln.engine.keys import parse_key
 from pln.engine.network import forward
 from pln.engine.splits import OpenSplit
 from pln.engine.units import to_device
-from pln.eval.inference import predict_topk
+from pln.eval.ranking import predict_topk
 from pln.eval.metrics import compute_metrics
 from pln.model.pln import PLNOutput
 from pln.eval.score import padded_windows, summarise, window_hits

@@ -15,9 +15,8 @@ from pln.engine.outputs import write_predictions, write_predictions_jsonl
 from pln.engine.predict_split import SplitPredictions, query_windows, split_metrics
 from pln.engine.run_dir import RunDir, check_same_experiment, query_counts
 from pln.engine.run_lock import hold_run_lock
-from pln.eval.inference import nms, rank_candidates
-from pln.loss import cell_ious
-from pln.model.mask import valid_mask
+from pln.eval.ranking import nms, rank_candidates
+from pln.geometry import cell_ious, valid_mask
 
 
 def prior_cell_scores(gt: torch.Tensor, duration: torch.Tensor, n: int) -> torch.Tensor:

@@ -15,7 +15,8 @@ from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from pln.config import LossConfig, PlateauConfig, TrainConfig
-from pln.loss import cell_ious, joint_loss
+from pln.geometry import cell_ious
+from pln.loss import joint_loss
 from pln.model.pln import PLNOutput
 
 
@@ -52,7 +53,7 @@ def current_lr(optimizer: torch.optim.Optimizer) -> float:
 class ValidationLoss:
     """Accumulates the joint loss (eq. 8) of every batch a predictor sees; :meth:`mean` is the
     query-weighted mean. Labels come from the batch's ground truth (``gt [B, 2]``, ``duration
-    [B]``) through :func:`pln.loss.cell_ious`, so the split's items need not carry IoU maps.
+    [B]``) through :func:`pln.geometry.cell_ious`, so the split's items need not carry IoU maps.
     Sums stay on the device until :meth:`mean`."""
 
     def __init__(self, cfg: LossConfig, lambdas: list[float]) -> None:

@@ -1,18 +1,9 @@
-"""Inference (score maps -> ranked moments after NMS) and the benchmark metrics."""
+"""Ranking (score maps -> ranked moments after NMS) and the benchmark metrics."""
 
-from pln.eval.inference import cell_spans, nms, predict_topk, rank_candidates, strategy1, strategy2
-from pln.eval.metrics import (
-    compute_metrics,
-    interval_iou,
-    length_group_metrics,
-    paired_bootstrap,
-    per_query_hits,
-    recall_at,
-    relative_gain,
-)
+from pln.eval.metrics import compute_metrics, paired_bootstrap, per_query_hits, query_outcomes
+from pln.eval.ranking import nms, predict_topk, rank_candidates, strategy1, strategy2
 
 __all__ = [
-    "cell_spans", "nms", "predict_topk", "rank_candidates", "strategy1", "strategy2",
-    "compute_metrics", "interval_iou", "length_group_metrics", "paired_bootstrap",
-    "per_query_hits", "recall_at", "relative_gain",
+    "nms", "predict_topk", "rank_candidates", "strategy1", "strategy2",
+    "compute_metrics", "paired_bootstrap", "per_query_hits", "query_outcomes",
 ]

@@ -1,6 +1,6 @@
 """Moment-localization metrics (SPEC section 5).
 
-All functions take the NMS output of :func:`pln.eval.inference.nms`: the kept candidates
+The functions on tensors take the NMS output of :func:`pln.eval.ranking.nms`: the kept candidates
 ``top [B, K, 2]`` (seconds, best first) with ``valid [B, K]`` flags (a video with few valid cells
 may keep fewer than ``K``), and the ground truth ``gt [B, 2]`` in seconds.
 
@@ -8,11 +8,14 @@ may keep fewer than ``K``), and the ground truth ``gt [B, 2]`` in seconds.
   with the ground truth is **strictly greater** than ``m`` (an IoU exactly equal to ``m`` is a miss).
 - ``mIoU``: mean IoU of the top-1 candidate.
 
+:func:`query_outcomes` is the one definition of these per-query outcomes, on an array of the kept
+candidates' IoUs: the run's metrics (:func:`per_query_hits`, :func:`compute_metrics`) and the
+tables and figures (``pln.report.tables.per_query_values`` on ``predictions.csv``) all use it.
+
 The IoU with the ground truth is the official 2D-TAN metric's (``lib/core/eval.py``):
-``inter / (max(end) - min(start))`` in float64 (:func:`hull_iou`); NMS uses
-:func:`interval_iou`, ``inter / (len_a + len_b - inter)``, as the official NMS does. The two agree
-in exact arithmetic but not always in floating point, so each is written as its official step
-writes it.
+``inter / (max(end) - min(start))`` in float64 (:func:`pln.geometry.hull_iou`); NMS uses
+``inter / (len_a + len_b - inter)`` (:func:`pln.geometry.interval_iou`), as the official NMS
+does.
 
 Both are reported in percent under the keys ``R{n}@{m}`` (``m`` in its shortest form, e.g.
 ``R1@0.5``) and ``mIoU``.
@@ -28,33 +31,7 @@ import torch
 from torch import Tensor
 
 from pln.errors import PLNError
-
-DEFAULT_LENGTH_EDGES = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
-
-
-def interval_iou(a: Tensor, b: Tensor) -> Tensor:
-    """Temporal IoU of intervals ``a [..., 2]`` and ``b [..., 2]`` (broadcast) -> ``[...]``.
-
-    Written ``inter / ((len_a + len_b) - inter)`` in the inputs' dtype (the official NMS's form).
-    Intervals are ``(start, end)`` with ``start <= end``. A pair whose union has zero length
-    (two identical points) has IoU 0.
-    """
-    inter = (torch.minimum(a[..., 1], b[..., 1]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
-    union = (a[..., 1] - a[..., 0]) + (b[..., 1] - b[..., 0]) - inter
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), torch.zeros_like(union))
-
-
-def hull_iou(a: Tensor, b: Tensor) -> Tensor:
-    """Temporal IoU of ``a [..., 2]`` and ``b [..., 2]`` (broadcast) -> float64 ``[...]``.
-
-    Written as the official metric writes it: ``max(0, min(end) - max(start))`` over
-    ``max(end) - min(start)`` (the hull, which equals the union whenever the intervals overlap),
-    in float64. A zero-length hull gives IoU 0.
-    """
-    a, b = a.double(), b.double()
-    inter = (torch.minimum(a[..., 1], b[..., 1]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
-    hull = torch.maximum(a[..., 1], b[..., 1]) - torch.minimum(a[..., 0], b[..., 0])
-    return torch.where(hull > 0, inter / hull.clamp(min=torch.finfo(hull.dtype).tiny), torch.zeros_like(hull))
+from pln.geometry import hull_iou
 
 
 def metric_name(n: int, m: float) -> str:
@@ -77,28 +54,44 @@ def candidate_ious(top: Tensor, valid: Tensor, gt: Tensor) -> Tensor:
     return torch.where(valid.bool(), ious, torch.zeros_like(ious))
 
 
-def recall_at(top: Tensor, valid: Tensor, gt: Tensor, n: int, m: float) -> float:
-    """``Rank@n, IoU=m`` in percent (IoU must be strictly greater than ``m``)."""
-    return float(per_query_hits(top, valid, gt, ranks=[n], ious=[m])[metric_name(n, m)].mean() * 100.0)
+def query_outcomes(ious: np.ndarray, ranks: Sequence[int], thresholds: Sequence[float],
+                   percent: bool = False) -> dict[str, np.ndarray]:
+    """Per-query outcomes from the IoUs of each query's kept candidates: the one definition of a
+    hit, for the run's metrics and for the tables and figures built from ``predictions.csv``.
+
+    ``ious [Q, K]`` float64: column ``k`` holds the IoU (:func:`pln.geometry.hull_iou`) of the
+    rank ``k + 1`` candidate with the ground truth, 0 where fewer than ``k + 1`` were kept.
+    Returns ``{"R{n}@{m}": [Q], ..., "IoU": [Q]}`` for every ``n`` in ``ranks`` and ``m`` in
+    ``thresholds`` (in that order): ``R{n}@{m}`` is a hit when one of the ranks ``1..n`` has IoU
+    strictly greater than ``m``; ``IoU`` is the rank-1 candidate's IoU (0 without one). As bool
+    hits and IoU fractions, or with ``percent`` as float64 0 / 100 and 100 x IoU (the per-query
+    values that :mod:`pln.stats` averages).
+    """
+    if ious.ndim != 2:
+        raise PLNError(f"metrics: expected IoUs [Q, K], got shape {tuple(ious.shape)}")
+    outcomes: dict[str, np.ndarray] = {}
+    for n in ranks:
+        if n < 1:
+            raise PLNError(f"metrics: rank n must be >= 1, got {n}")
+        head = ious[:, :n]
+        for m in thresholds:
+            outcomes[metric_name(n, m)] = (head > m).any(axis=1)
+    outcomes["IoU"] = ious[:, 0] if ious.shape[1] else np.zeros(ious.shape[0])
+    if percent:
+        return {name: value * 100.0 for name, value in outcomes.items()}
+    return outcomes
 
 
 def per_query_hits(top: Tensor, valid: Tensor, gt: Tensor, ranks: Sequence[int] = (1, 5),
                    ious: Sequence[float] = (0.3, 0.5, 0.7)) -> pd.DataFrame:
-    """Per-query outcomes, one row per query (``B`` rows), for means and paired tests.
+    """Per-query outcomes (:func:`query_outcomes`) of the kept candidates, one row per query
+    (``B`` rows), for means and paired tests.
 
     Columns: ``R{n}@{m}`` (bool: a hit among the top ``n`` kept candidates) for every ``n`` in
     ``ranks`` and ``m`` in ``ious``, and ``IoU`` (float: the top-1 candidate's IoU, 0 if none).
     """
-    cand = candidate_ious(top, valid, gt)  # [B, K]
-    columns: dict[str, np.ndarray] = {}
-    for n in ranks:
-        if n < 1:
-            raise PLNError(f"metrics: rank n must be >= 1, got {n}")
-        head = cand[:, :n]
-        for m in ious:
-            columns[metric_name(n, m)] = (head > m).any(dim=1).cpu().numpy()
-    columns["IoU"] = cand[:, 0].cpu().numpy() if cand.shape[1] else np.zeros(cand.shape[0])
-    return pd.DataFrame(columns)
+    cand = candidate_ious(top, valid, gt).cpu().numpy()  # [B, K] float64
+    return pd.DataFrame(query_outcomes(cand, ranks, ious))
 
 
 def _summarise(hits: pd.DataFrame) -> dict[str, float]:
@@ -123,63 +116,6 @@ def group_labels(edges: Sequence[float]) -> list[str]:
     labels = [f"[{lo:g}, {hi:g})" for lo, hi in zip(edges[:-1], edges[1:])]
     labels[-1] = labels[-1][:-1] + "]"
     return labels
-
-
-def length_groups(gt: Tensor, duration: Tensor, edges: Sequence[float] = DEFAULT_LENGTH_EDGES) -> np.ndarray:
-    """Group index of every query by moment length / video length -> int array ``[B]``.
-
-    Bin ``g`` holds ``edges[g] <= fraction < edges[g + 1]``; the last bin also holds its right
-    edge. Queries outside ``[edges[0], edges[-1]]`` get ``-1``.
-    """
-    edges = np.asarray(edges, dtype=np.float64)
-    if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
-        raise PLNError(f"figures.fig8.edges must be at least two increasing edges, got {edges.tolist()}")
-    frac = ((gt[:, 1] - gt[:, 0]).double() / duration.double()).cpu().numpy()
-    group = np.searchsorted(edges, frac, side="right") - 1
-    group[frac == edges[-1]] = len(edges) - 2
-    group[(frac < edges[0]) | (frac > edges[-1])] = -1
-    return group
-
-
-def length_group_metrics(top: Tensor, valid: Tensor, gt: Tensor, duration: Tensor,
-                         edges: Sequence[float] = DEFAULT_LENGTH_EDGES, ranks: Sequence[int] = (1, 5),
-                         ious: Sequence[float] = (0.3, 0.5, 0.7)) -> pd.DataFrame:
-    """Metrics per moment-length group (paper sec. 4.4, Fig. 8).
-
-    Returns one row per bin of ``edges`` with columns ``group`` (label, e.g. ``"[0, 0.1)"``),
-    ``count`` (queries in the bin) and every metric of :func:`compute_metrics` (percent; NaN for
-    an empty bin). Queries outside the edges are left out.
-    """
-    hits = per_query_hits(top, valid, gt, ranks, ious)
-    group = length_groups(gt, duration, edges)
-    rows = []
-    for g, label in enumerate(group_labels(list(edges))):  # one step per bin, not per query
-        sel = hits[group == g]
-        row: dict[str, object] = {"group": label, "count": len(sel)}
-        if len(sel):
-            row.update(_summarise(sel))
-        else:
-            row.update({name: float("nan") for name in _summarise(hits.iloc[:1]).keys()})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def relative_gain(df_pln: pd.DataFrame, df_base: pd.DataFrame) -> pd.DataFrame:
-    """Relative improvement in percent, ``100 * (pln - base) / base``, of every metric column.
-
-    Both frames come from :func:`length_group_metrics` with the same edges; rows are matched by
-    ``group``. The result has ``group``, ``count`` (of ``df_pln``) and the metric columns; a gain
-    over a baseline of 0 is NaN.
-    """
-    if list(df_pln["group"]) != list(df_base["group"]):
-        raise PLNError("relative_gain: the two tables have different length groups; use the same edges")
-    metrics = [c for c in df_pln.columns if c not in ("group", "count")]
-    missing = [c for c in metrics if c not in df_base.columns]
-    if missing:
-        raise PLNError(f"relative_gain: the baseline table lacks the columns {missing}")
-    base = df_base[metrics].astype(float).where(df_base[metrics] != 0)
-    gain = 100.0 * (df_pln[metrics].astype(float) - base) / base
-    return pd.concat([df_pln[["group", "count"]].reset_index(drop=True), gain.reset_index(drop=True)], axis=1)
 
 
 def paired_bootstrap(hits_a: np.ndarray | Tensor | pd.Series, hits_b: np.ndarray | Tensor | pd.Series,

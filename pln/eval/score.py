@@ -5,7 +5,7 @@ end, score], ...]}`` (seconds, best first; other keys ignored). The ground truth
 annotation file (:mod:`pln.data.jsonl`), whose queries may have several relevant windows.
 
 ``2dtan`` (our evaluation, as for our own runs): the given windows, in the given order, go
-through the greedy NMS of :func:`pln.eval.inference.nms` at the dataset's threshold, keeping
+through the greedy NMS of :func:`pln.eval.ranking.nms` at the dataset's threshold, keeping
 ``max(ranks)``; ``R{n}@{m}`` is a hit when one of the top ``n`` kept windows has IoU strictly
 greater than ``m`` with *any* relevant window; ``IoU`` is the top-1 window's best IoU over the
 relevant windows (mIoU is its mean). With one relevant window this is exactly
@@ -41,8 +41,9 @@ import torch
 from pln.data.annotations import Sample
 from pln.data.jsonl import check_qid, iter_lines, parse_windows, read_jsonl
 from pln.errors import DataError
-from pln.eval.inference import cell_spans, nms
 from pln.eval.metrics import metric_name, per_query_hits
+from pln.eval.ranking import nms
+from pln.geometry import cell_spans
 
 PROTOCOLS = ("2dtan", "moment-detr")
 MDETR_THRESHOLDS = tuple(float(f"{m:.2f}") for m in np.linspace(0.5, 0.95, 10))

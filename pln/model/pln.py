@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from pln.config import ModelConfig
+from pln.geometry import valid_mask
 from pln.model.map2d import build_map
 from pln.model.mapconv import MapConvNet
-from pln.model.mask import valid_mask
 from pln.model.query import QueryEncoder
 from pln.model.stage import CFM, Fusion, Predictor, UpsamplingConnection, merge_max
 from pln.model.video import VideoEncoder, pool_clips

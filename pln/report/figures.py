@@ -28,6 +28,7 @@ from matplotlib.ticker import MaxNLocator
 
 from pln.errors import DataError
 from pln.eval.metrics import group_labels
+from pln.geometry import span_to_cell
 from pln import stats
 from pln.report.tables import (outcome_matrix, query_length_groups, query_union, read_checked_csv,
                                read_predictions)
@@ -75,17 +76,6 @@ def fig5(spec: dict[str, Any]) -> Figure:
 # Fig. 7
 
 
-def span_to_cell(span: np.ndarray, duration: float, n: int) -> tuple[int, int]:
-    """The cell (i, j) of an ``n``-clip map nearest to ``span`` = (start, end) seconds.
-
-    Cell (i, j) spans ``[i d/n, (j+1) d/n]`` (SPEC section 5), so i = round(start n/d) and
-    j = round(end n/d) - 1, clipped to ``0 <= i <= j < n``.
-    """
-    i = int(np.clip(np.rint(span[0] * n / duration), 0, n - 1))
-    j = int(np.clip(np.rint(span[1] * n / duration) - 1, i, n - 1))
-    return i, j
-
-
 def fig7(spec: dict[str, Any]) -> Figure:
     """Score map of every stage for one test query: rows = start clip, columns = end clip."""
     path = Path(spec["score_maps"])
@@ -126,21 +116,6 @@ def fig7(spec: dict[str, Any]) -> Figure:
 
 # ----------------------------------------------------------------------------------------------
 # Fig. 8
-
-
-def length_group_table(preds: list[pd.DataFrame], metric: str, edges: list[float]) -> pd.DataFrame:
-    """``metric`` per moment-length group, per-query outcomes averaged over the runs (seeds).
-
-    Groups follow :func:`pln.eval.metrics.length_groups`: ``edges[g] <= rel_length <
-    edges[g+1]``, the last group closed. Returns ``group, count, value`` (value in percent).
-    """
-    queries = query_union(preds)
-    outcome = outcome_matrix(preds, metric, queries).mean(axis=0)
-    group = query_length_groups(preds, queries, edges)
-    labels = group_labels(edges)
-    count = np.array([(group == g).sum() for g in range(len(labels))])
-    value = np.array([outcome[group == g].mean() if count[g] else np.nan for g in range(len(labels))])
-    return pd.DataFrame({"group": labels, "count": count, "value": value})
 
 
 FIG8_VALUES = ("pln", "pln_low", "pln_high", "baseline", "baseline_low", "baseline_high", "gain", "gain_low",

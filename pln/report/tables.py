@@ -40,6 +40,7 @@ import pandas as pd
 
 from pln.engine.run_dir import read_run_json, verify_run_file
 from pln.errors import DataError
+from pln.eval.metrics import metric_name, query_outcomes
 from pln import stats
 from pln.plan.outputs import parse_metric
 from pln.report.paper import PaperValues
@@ -97,20 +98,31 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     return read_checked_csv(path, PREDICTION_COLUMNS, "the predictions.csv of pln train", "train the run first")
 
 
+def rank_ious(pred: pd.DataFrame) -> tuple[pd.Index, np.ndarray]:
+    """The IoUs of ``predictions.csv`` rows as a matrix: ``(queries [Q] sorted, ious [Q, K])``
+    with ``ious[q, k]`` the IoU of query ``q``'s rank ``k + 1`` candidate, 0 where that rank was
+    not kept (the layout :func:`pln.eval.metrics.query_outcomes` reads)."""
+    queries, row = np.unique(pred["query"].to_numpy(), return_inverse=True)
+    rank = pred["rank"].to_numpy(dtype=np.int64)
+    ious = np.zeros((len(queries), int(rank.max()) if len(rank) else 0), dtype=np.float64)
+    ious[row, rank - 1] = pred["iou"].to_numpy(dtype=np.float64)
+    return pd.Index(queries, name="query"), ious
+
+
 def per_query_values(pred: pd.DataFrame, metric: str) -> pd.Series:
-    """Per-query outcome of ``metric`` in percent, indexed by query.
+    """Per-query outcome of ``metric`` in percent, indexed by query
+    (:func:`pln.eval.metrics.query_outcomes` with ``percent``).
 
     ``R{n}@{m}``: 100 if one of the ranks ``1..n`` has IoU strictly greater than ``m``, else 0.
-    ``mIoU``: 100 x the rank-1 IoU. A query without any kept candidate scores 0 (see
-    :func:`aligned_outcomes`).
+    ``mIoU``: 100 x the rank-1 IoU. A query without any kept candidate is not in ``pred``; it
+    scores 0 (see :func:`aligned_outcomes`).
     """
     parsed = parse_metric(metric)
+    queries, ious = rank_ious(pred)
     if parsed is None:
-        top1 = pred[pred["rank"] == 1]
-        return (top1.groupby("query")["iou"].max() * 100.0).astype(float)
+        return pd.Series(query_outcomes(ious, [], [], percent=True)["IoU"], index=queries)
     n, m = parsed
-    head = pred[pred["rank"] <= n]
-    return ((head["iou"] > m).groupby(head["query"]).any() * 100.0).astype(float)
+    return pd.Series(query_outcomes(ious, [n], [m], percent=True)[metric_name(n, m)], index=queries)
 
 
 def outcome_matrix(preds: list[pd.DataFrame], metric: str, queries: pd.Index) -> np.ndarray:
@@ -139,7 +151,7 @@ def query_union(preds: list[pd.DataFrame]) -> pd.Index:
 
 
 def length_group_of(rel_length: np.ndarray, edges: list[float]) -> np.ndarray:
-    """Length group per query as in :func:`pln.eval.metrics.length_groups`, from ``rel_length [Q]``.
+    """Length group per query (Fig. 8), from ``rel_length [Q]``.
 
     ``edges[g] <= x < edges[g+1]``, the last group closed; -1 outside the edges (or NaN).
     """

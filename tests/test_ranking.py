@@ -1,4 +1,4 @@
-"""Inference: cell spans, strategies 1 and 2, ranking and batched greedy NMS."""
+"""Ranking: strategies 1 and 2, ranking the valid cells and batched greedy NMS."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from pln.errors import ConfigError
-from pln.eval.inference import cell_spans, nms, predict_topk, rank_candidates, strategy1, strategy2
-from pln.eval.metrics import interval_iou
+from pln.eval.ranking import nms, predict_topk, rank_candidates, strategy1, strategy2
+from pln.geometry import interval_iou, valid_mask
 
 
 def upper(n: int) -> torch.Tensor:
@@ -26,14 +26,6 @@ def reference_nms(spans, scores, threshold, keep=5):
         if len(kept) == keep:
             break
     return kept
-
-
-def test_cell_spans_hand_values():
-    spans = cell_spans(4, torch.tensor([8.0, 4.0]))
-    assert spans.shape == (2, 4, 4, 2)
-    assert spans[0, 1, 2].tolist() == [2.0, 6.0]
-    assert spans[0, 0, 3].tolist() == [0.0, 8.0]
-    assert spans[1, 3, 3].tolist() == [3.0, 4.0]
 
 
 def test_strategy1_picks_stage_and_negative_index():
@@ -78,8 +70,6 @@ def _reference_strategy2(scores, masks):
 
 @pytest.mark.parametrize("clips", [(16, 32, 64), (32, 32), (16, 64)])
 def test_strategy2_matches_reference_on_sparse_masks(clips):
-    from pln.model.mask import valid_mask
-
     torch.manual_seed(1)
     masks = [valid_mask(n) for n in clips]
     scores = [torch.rand(2, n, n) * m for n, m in zip(clips, masks)]

@@ -13,7 +13,7 @@ This is the official 2D-TAN evaluation (``moment_localization/train.py`` and ``l
 of microsoft/2D-TAN), computed batched on the device:
 
 - cell ``(i, j)`` of an ``N``-clip map spans ``[i / N * d, (j + 1) / N * d]`` seconds, in float64
-  and in that order of operations;
+  and in that order of operations (:func:`pln.geometry.cell_span`);
 - candidates are ranked as ``np.argsort(scores)[::-1]`` ranks them: an ascending sort reversed.
   The official sort is numpy's default, which is not stable, so the order of exactly equal scores
   is not defined there; here it is the one a stable sort gives: of two equal scores the cell
@@ -21,7 +21,7 @@ of microsoft/2D-TAN), computed batched on the device:
 - NMS keeps a candidate when its IoU with every kept one is ``<= threshold``, the IoU written
   ``inter / (len_a + len_b - inter)`` in float64, and stops at ``keep`` kept;
 - the metrics (:mod:`pln.eval.metrics`) use the IoU with the ground truth written
-  ``inter / (max(end) - min(start))``, in float64.
+  ``inter / (max(end) - min(start))``, in float64 (:func:`pln.geometry.hull_iou`).
 
 ``tests/test_eval_official.py`` restates this procedure as plain per-map numpy loops and checks
 that the batched path gives identical top-5 spans and metrics.
@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from pln.errors import ConfigError, PLNError
+from pln.geometry import aligned_cells, cell_span
 
 
 class StageMaps(Protocol):
@@ -42,26 +43,6 @@ class StageMaps(Protocol):
 
     scores: list[Tensor]  # [B, N_t, N_t], sigmoid(logits) * mask
     masks: list[Tensor]  # [N_t, N_t] bool
-
-
-def cell_span(i: Tensor, j: Tensor, n: int, duration: Tensor) -> Tensor:
-    """Span in seconds of cell ``(i, j)`` of an ``n``-clip map -> float64 ``[..., 2]``.
-
-    ``i``, ``j`` (integer cell indices) and ``duration`` (seconds) broadcast together to ``[...]``.
-    The span is ``[i / N * d, (j + 1) / N * d]`` in float64, divided first, then multiplied, as the
-    official evaluation computes it. Cells below the diagonal get the same formula (their start
-    is after their end) and are never valid.
-    """
-    d = duration.double()
-    start, end = torch.broadcast_tensors(i.double() / n * d, (j + 1).double() / n * d)
-    return torch.stack([start, end], dim=-1)
-
-
-def cell_spans(n: int, duration: Tensor) -> Tensor:
-    """Span in seconds of every cell of an ``n``-clip map -> float64 ``[B, N, N, 2]``
-    (:func:`cell_span` for ``duration [B]``)."""
-    idx = torch.arange(n, device=duration.device)
-    return cell_span(idx[:, None], idx[None, :], n, duration[:, None, None])
 
 
 def _resolve_stage(num_stages: int, stage: int) -> int:
@@ -83,7 +64,7 @@ def strategy2(output: StageMaps) -> tuple[Tensor, Tensor]:
     """Strategy 2: average over stages of the scores of cells with exactly the same span.
 
     A valid cell ``(i, j)`` of a stage with ``N`` clips has the span of the final-stage cell
-    ``(r * i, r * (j + 1) - 1)`` with ``r = N_S / N``. Every stage's valid cells are scattered onto
+    ``(r * i, r * (j + 1) - 1)`` with ``r = N_S / N`` (:func:`pln.geometry.aligned_cells`). Every stage's valid cells are scattered onto
     the final map (sum of scores and count of contributing stages); the final stage counts at each
     of its own valid cells, so every valid final cell averages over at least one score.
 
@@ -94,12 +75,7 @@ def strategy2(output: StageMaps) -> tuple[Tensor, Tensor]:
     total = torch.zeros_like(final_scores, dtype=torch.float32)
     count = torch.zeros(final_mask.shape, dtype=torch.float32, device=final_scores.device)
     for scores, mask in zip(output.scores, output.masks):  # one step per stage
-        n = mask.shape[-1]
-        if n_final % n:
-            raise PLNError(f"strategy 2: stage with {n} clips does not divide the final {n_final} clips")
-        r = n_final // n
-        rows, cols = mask.bool().nonzero(as_tuple=True)
-        fine_rows, fine_cols = r * rows, r * (cols + 1) - 1
+        rows, cols, fine_rows, fine_cols = aligned_cells(mask, n_final)
         keep = final_mask[fine_rows, fine_cols]  # only spans the final stage can represent
         rows, cols, fine_rows, fine_cols = rows[keep], cols[keep], fine_rows[keep], fine_cols[keep]
         total[:, fine_rows, fine_cols] += scores[:, rows, cols].float()
@@ -132,10 +108,12 @@ def nms(spans: Tensor, scores: Tensor, threshold: float, keep: int = 5) -> tuple
     Walking down the list, a candidate is kept iff its IoU with every already kept one is
     ``<= threshold``; the walk stops once ``keep`` are kept. The IoU is the official NMS's,
     ``inter / (len_a + len_b - inter)`` in float64 with the lengths ``end - start`` computed once
-    (:func:`pln.eval.metrics.interval_iou` writes the same formula). Equivalently, ``keep`` rounds
-    of: keep the first candidate still alive, then kill it and every candidate whose IoU with it
-    exceeds ``threshold``. Each round is a few tensor operations over all ``K`` candidates of all
-    queries at once, with no host synchronisation (the loop runs ``keep`` times, whatever the data).
+    (:func:`pln.geometry.interval_iou`'s formula, written out here because, as in the official
+    NMS, an empty union gives 0 / 0 = NaN, which suppresses, where ``interval_iou`` gives 0).
+    Equivalently, ``keep`` rounds of: keep the first candidate still alive, then kill it and every
+    candidate whose IoU with it exceeds ``threshold``. Each round is a few tensor operations over
+    all ``K`` candidates of all queries at once, with no host synchronisation (the loop runs
+    ``keep`` times, whatever the data).
 
     Returns ``(spans [B, keep, 2] float64, scores [B, keep], valid [B, keep])``; when fewer than
     ``keep`` survive, the tail slots are zero with ``valid`` False.
