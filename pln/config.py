@@ -291,6 +291,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     bf16: bool = False  # bf16 autocast (GPU; on the CPU where it has bf16 units)
     select_metric: str = "R1@0.5"  # validation metric that picks the epoch
+    # [choice] stop once this many validations in a row have not improved select_metric (the
+    # selected epoch stays the best one); None: train all max_epochs
+    stop_patience: int | None = None
     eval_batch_size: int = 64
     max_train_batches: int | None = None  # cap per epoch (smoke tests); None: the whole split
     log_every: int = 50
@@ -301,6 +304,9 @@ class TrainConfig:
         if self.max_train_batches is not None and self.max_train_batches < 1:
             raise ConfigError(f"train.max_train_batches must be >= 1 (or null: the whole split), "
                               f"got {self.max_train_batches}")
+        if self.stop_patience is not None and self.stop_patience < 1:
+            raise ConfigError(f"train.stop_patience must be >= 1 (or null: train all max_epochs), "
+                              f"got {self.stop_patience}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"train.threads must be >= 1 (or null: torch's default), got {self.threads}")
         if not 0.0 <= self.weight_decay < 1.0:

@@ -58,6 +58,12 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
+def plateau_reached(patience: int | None, epochs_done: int, best_epoch: int) -> bool:
+    """True when ``patience`` validations in a row (epochs ``best_epoch + 1 .. epochs_done``,
+    1-based) have not improved on the best one; never with ``patience`` None."""
+    return patience is not None and epochs_done - best_epoch >= patience
+
+
 def _attach_log_file(path: Path) -> logging.Handler:
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
@@ -225,6 +231,10 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
     default_key = select_key(cfg)
     val_loader = splits["val"].loader()
     for epoch in range(start_epoch, cfg.train.max_epochs):
+        if best is not None and plateau_reached(cfg.train.stop_patience, epoch, best["epoch"]):
+            log.info("stopping after epoch %d: %d validations without a better val %s than epoch %d",
+                     epoch, epoch - best["epoch"], cfg.train.select_metric, best["epoch"])
+            break
         torch.manual_seed(epoch_seed(cfg.train.seed, epoch))
         loader = splits["train"].loader(seed=epoch_seed(cfg.train.seed, epoch))
         row: dict[str, Any] = {"epoch": epoch + 1}
