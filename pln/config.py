@@ -275,6 +275,23 @@ class PlateauConfig:
 
 
 @dataclass
+class CosineConfig:
+    """Linear warm-up, then cosine decay, set before every optimisation step from the global step
+    ``g`` (0-based) of ``T = max_epochs x steps per epoch``: ``lr x (g + 1) / W`` for ``g < W =
+    warmup_epochs x steps per epoch``, then ``lr x (f + (1 - f) (1 + cos(pi (g - W) / (T - W))) / 2)``
+    with ``f = final_fraction``. A function of the step alone: a resumed run follows it exactly."""
+
+    warmup_epochs: float = 1.0
+    final_fraction: float = 0.0  # the rate of the last step, as a fraction of train.lr
+
+    def validate(self) -> None:
+        if not 0.0 <= self.warmup_epochs <= 1000:
+            raise ConfigError(f"train.lr_cosine.warmup_epochs must be in [0, 1000], got {self.warmup_epochs}")
+        if not 0.0 <= self.final_fraction <= 1.0:
+            raise ConfigError(f"train.lr_cosine.final_fraction must be in [0, 1], got {self.final_fraction}")
+
+
+@dataclass
 class TrainConfig:
     """Optimisation (SPEC section 4)."""
 
@@ -285,12 +302,17 @@ class TrainConfig:
     grad_clip_norm: float | None = 10.0
     # [choice] plateau schedule on the validation loss ({} for 2D-TAN's values); None: constant lr
     lr_plateau: PlateauConfig | None = None
+    # [choice] warm-up and cosine decay over max_epochs, per step; None: no such schedule
+    lr_cosine: CosineConfig | None = None
     batch_size: int = 32
     max_epochs: int = 50
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     bf16: bool = False  # bf16 autocast (GPU; on the CPU where it has bf16 units)
     select_metric: str = "R1@0.5"  # validation metric that picks the epoch
+    # [choice] stop once this many validations in a row have not improved select_metric (the
+    # selected epoch stays the best one); None: train all max_epochs
+    stop_patience: int | None = None
     eval_batch_size: int = 64
     max_train_batches: int | None = None  # cap per epoch (smoke tests); None: the whole split
     log_every: int = 50
@@ -301,6 +323,9 @@ class TrainConfig:
         if self.max_train_batches is not None and self.max_train_batches < 1:
             raise ConfigError(f"train.max_train_batches must be >= 1 (or null: the whole split), "
                               f"got {self.max_train_batches}")
+        if self.stop_patience is not None and self.stop_patience < 1:
+            raise ConfigError(f"train.stop_patience must be >= 1 (or null: train all max_epochs), "
+                              f"got {self.stop_patience}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"train.threads must be >= 1 (or null: torch's default), got {self.threads}")
         if not 0.0 <= self.weight_decay < 1.0:
@@ -309,6 +334,10 @@ class TrainConfig:
             raise ConfigError(f"train.grad_clip_norm must be > 0 (or null: no clipping), got {self.grad_clip_norm}")
         if self.lr_plateau is not None:
             self.lr_plateau.validate()
+        if self.lr_cosine is not None:
+            self.lr_cosine.validate()
+            if self.lr_plateau is not None:
+                raise ConfigError("train.lr_cosine and train.lr_plateau are both set; choose one schedule")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

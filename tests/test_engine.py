@@ -379,3 +379,26 @@ def test_predictions_csv_reproduces_the_test_metrics(trained):
     for name, value in metrics.items():
         per_query = per_query_values(pred, name)
         assert per_query.sum() / queries == pytest.approx(value, abs=1e-9), name
+
+
+def test_plateau_reached_counts_validations_since_the_best():
+    from pln.engine.train import plateau_reached
+
+    assert not plateau_reached(None, 50, 1)
+    assert not plateau_reached(3, 4, 2)  # epochs 3, 4 not better than 2: two of three
+    assert plateau_reached(3, 5, 2)      # epochs 3, 4, 5
+    assert not plateau_reached(1, 2, 2)  # the best is the last epoch
+
+
+def test_stop_patience_ends_training_on_a_plateau(tmp_path):
+    """A rate too small to change any prediction keeps val R1@0.5 at epoch 1's value (equal is not
+    better), so with patience 2 the run stops after epoch 3 of 6 and tests epoch 1."""
+    values = tiny_config(tmp_path, train__lr=1e-9, train__max_epochs=6, train__stop_patience=2)
+    result = train(config_from_dict(values), tmp_path / "run")
+    assert result["run"]["epochs_run"] == 3
+    assert result["run"]["selected_epoch"] == 1
+    import pandas as pd
+
+    assert list(pd.read_csv(tmp_path / "run" / "epochs.csv")["epoch"]) == [1, 2, 3]
+    with pytest.raises(ConfigError, match="stop_patience"):
+        config_from_dict(tiny_config(tmp_path, train__stop_patience=0))

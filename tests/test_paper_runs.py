@@ -65,6 +65,9 @@ def facts(cfg: ExperimentConfig) -> dict[str, str]:
         "optimiser": f"adam lr={t.lr:g} wd={t.weight_decay:g} batch={t.batch_size}",
         "grad_clip": t.grad_clip_norm,
         "plateau": f"val_loss factor={plateau.factor:g} patience={plateau.patience}" if plateau else None,
+        "cosine": (f"warmup={t.lr_cosine.warmup_epochs:g} final={t.lr_cosine.final_fraction:g}"
+                   if t.lr_cosine else None),
+        "stop_patience": t.stop_patience,
         "max_epochs": t.max_epochs, "batches_per_epoch": t.max_train_batches or "all",
         "precision": "bf16" if t.bf16 else "fp32", "select": f"val {t.select_metric}",
         "charades_val": f"{d.charades_val_fraction:g} seed={d.charades_val_seed}",

@@ -134,3 +134,42 @@ def test_recipe_keys_are_typed_and_validated():
     for train, message in bad:
         with pytest.raises(ConfigError, match=message):
             config_from_dict({"train": train})
+
+
+def test_cosine_schedule_values_by_hand():
+    from pln.config import CosineConfig
+    from pln.engine.recipe import scheduled_lr
+
+    cfg = TrainConfig(lr=1.0, max_epochs=4, lr_cosine=CosineConfig(warmup_epochs=1))
+    # 10 steps per epoch: warm-up over steps 0..9, then cosine over the 30 steps 10..39
+    assert scheduled_lr(cfg, 0, 10) == pytest.approx(0.1)
+    assert scheduled_lr(cfg, 9, 10) == pytest.approx(1.0)
+    assert scheduled_lr(cfg, 10, 10) == pytest.approx(1.0)
+    assert scheduled_lr(cfg, 25, 10) == pytest.approx(0.5)
+    assert scheduled_lr(cfg, 39, 10) == pytest.approx(0.5 * (1 + math.cos(math.pi * 29 / 30)))
+    floor = TrainConfig(lr=2.0, max_epochs=4, lr_cosine=CosineConfig(warmup_epochs=0, final_fraction=0.1))
+    assert scheduled_lr(floor, 0, 10) == pytest.approx(2.0)
+    assert scheduled_lr(floor, 20, 10) == pytest.approx(2.0 * (0.1 + 0.9 * 0.5))
+    assert scheduled_lr(TrainConfig(), 5, 10) is None
+
+
+def test_cosine_keys_are_validated():
+    with pytest.raises(ConfigError, match="choose one schedule"):
+        config_from_dict({"train": {"lr_cosine": {}, "lr_plateau": {}}})
+    with pytest.raises(ConfigError, match="final_fraction"):
+        config_from_dict({"train": {"lr_cosine": {"final_fraction": 2}}})
+
+
+def test_cosine_schedule_in_training(tmp_path):
+    """Tiny run: 32 training queries in batches of 16 are 2 steps per epoch; with 3 epochs and one
+    warm-up epoch the first steps of epochs 1, 2, 3 (global steps 0, 2, 4 of 6) get lr / 2, lr and
+    lr (1 + cos(pi / 2)) / 2 = lr / 2, which epochs.csv records."""
+    import pandas as pd
+
+    from pln.engine.train import train
+    from test_engine import tiny_config
+
+    values = tiny_config(tmp_path, train__lr_plateau=None, train__lr_cosine={"warmup_epochs": 1})
+    train(config_from_dict(values), tmp_path / "run")
+    lrs = list(pd.read_csv(tmp_path / "run" / "epochs.csv")["lr"])
+    assert lrs == pytest.approx([0.5e-3, 1e-3, 0.5e-3], rel=1e-12)

@@ -5,6 +5,7 @@ pass and an optional plateau schedule on the validation loss, as in 2D-TAN's tra
 - :func:`backward_step` -- zero the gradients, backward, clip the norm of all of them at
   ``train.grad_clip_norm``, step;
 - :func:`make_plateau` -- ``ReduceLROnPlateau`` (mode ``min``) from ``train.lr_plateau``, or None;
+- :func:`scheduled_lr` / :func:`set_lr` -- the warm-up + cosine rate of a step (``train.lr_cosine``);
 - :class:`ValidationLoss` -- the joint loss of a split, summed in the pass that predicts it.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+import math
 
 from pln.config import LossConfig, PlateauConfig, TrainConfig
 from pln.geometry import cell_ious
@@ -43,6 +46,27 @@ def make_plateau(optimizer: torch.optim.Optimizer, cfg: PlateauConfig | None) ->
     if cfg is None:
         return None
     return ReduceLROnPlateau(optimizer, mode="min", factor=cfg.factor, patience=cfg.patience)
+
+
+def scheduled_lr(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float | None:
+    """The rate of global step ``step`` (0-based, counted across epochs) under ``train.lr_cosine``
+    (formula in :class:`pln.config.CosineConfig`); None when no such schedule is set."""
+    sched = cfg.lr_cosine
+    if sched is None:
+        return None
+    total = cfg.max_epochs * steps_per_epoch
+    warmup = round(sched.warmup_epochs * steps_per_epoch)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    span = max(total - warmup, 1)
+    progress = min(step - warmup, span) / span
+    return cfg.lr * (sched.final_fraction + (1.0 - sched.final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Give every parameter group the rate ``lr``."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def current_lr(optimizer: torch.optim.Optimizer) -> float:

@@ -35,7 +35,8 @@ from pln.engine.keys import select_key, strategy_keys
 from pln.engine.network import forward, load_model
 from pln.engine.outputs import write_predictions, write_predictions_jsonl, write_score_maps
 from pln.engine.predict_split import predict_split, split_metrics
-from pln.engine.recipe import ValidationLoss, backward_step, current_lr, make_optimizer, make_plateau
+from pln.engine.recipe import (ValidationLoss, backward_step, current_lr, make_optimizer, make_plateau,
+                               scheduled_lr, set_lr)
 from pln.engine.run_dir import RunDir, check_same_experiment, query_counts
 from pln.engine.run_lock import hold_run_lock
 from pln.engine.splits import EVALUATION, TRAINING, OpenSplit, open_split
@@ -56,6 +57,12 @@ KILL_AT_STEP_ENV = "PLN_KILL_AT_STEP"
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of epoch ``epoch`` (0-based): shuffling and any randomness inside the epoch."""
     return seed * 100_003 + epoch
+
+
+def plateau_reached(patience: int | None, epochs_done: int, best_epoch: int) -> bool:
+    """True when ``patience`` validations in a row (epochs ``best_epoch + 1 .. epochs_done``,
+    1-based) have not improved on the best one; never with ``patience`` None."""
+    return patience is not None and epochs_done - best_epoch >= patience
 
 
 def _attach_log_file(path: Path) -> logging.Handler:
@@ -93,7 +100,12 @@ def train_one_epoch(
     from tqdm import tqdm
 
     model.train()
-    lr = current_lr(optimizer)  # the rate of this epoch (the plateau schedule acts between epochs)
+    steps_per_epoch = len(loader) if cfg.train.max_train_batches is None else min(len(loader), cfg.train.max_train_batches)
+    first = scheduled_lr(cfg.train, epoch * steps_per_epoch, steps_per_epoch)
+    if first is not None:
+        set_lr(optimizer, first)
+    # the rate of this epoch (the plateau schedule acts between epochs), or of its first step
+    lr = current_lr(optimizer)
     log_every = max(1, cfg.train.log_every)
     # [1 + S] batch-size-weighted sums of (total, stage losses), on the device (float64 as before).
     sums = torch.zeros(1 + len(lambdas), dtype=torch.float64, device=device)
@@ -101,7 +113,6 @@ def train_one_epoch(
     seen = 0
     t0 = time.perf_counter()
     kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "0"))
-    steps_per_epoch = len(loader) if cfg.train.max_train_batches is None else min(len(loader), cfg.train.max_train_batches)
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.max_epochs}", unit="batch", disable=None, leave=False)
     # GPU utilisation sampled in the background over the whole epoch (None off CUDA)
     with UtilisationSampler(nvml_reader(device)) as util:
@@ -110,6 +121,9 @@ def train_one_epoch(
                 break
             if kill_at and epoch * steps_per_epoch + step + 1 == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
+            rate = scheduled_lr(cfg.train, epoch * steps_per_epoch + step, steps_per_epoch)
+            if rate is not None:
+                set_lr(optimizer, rate)
             batch = to_device(batch, device)
             units = feed.units(batch)
             total, per_stage = train_step(model, optimizer, units, batch, cfg, lambdas)
@@ -225,6 +239,10 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
     default_key = select_key(cfg)
     val_loader = splits["val"].loader()
     for epoch in range(start_epoch, cfg.train.max_epochs):
+        if best is not None and plateau_reached(cfg.train.stop_patience, epoch, best["epoch"]):
+            log.info("stopping after epoch %d: %d validations without a better val %s than epoch %d",
+                     epoch, epoch - best["epoch"], cfg.train.select_metric, best["epoch"])
+            break
         torch.manual_seed(epoch_seed(cfg.train.seed, epoch))
         loader = splits["train"].loader(seed=epoch_seed(cfg.train.seed, epoch))
         row: dict[str, Any] = {"epoch": epoch + 1}
