@@ -116,32 +116,3 @@ def group_labels(edges: Sequence[float]) -> list[str]:
     labels = [f"[{lo:g}, {hi:g})" for lo, hi in zip(edges[:-1], edges[1:])]
     labels[-1] = labels[-1][:-1] + "]"
     return labels
-
-
-def paired_bootstrap(hits_a: np.ndarray | Tensor | pd.Series, hits_b: np.ndarray | Tensor | pd.Series,
-                     n_boot: int = 10000, seed: int = 0, chunk: int = 256) -> tuple[float, float]:
-    """Paired bootstrap test of two systems on the same queries.
-
-    ``hits_a [Q]`` and ``hits_b [Q]`` are per-query outcomes (bool hits or IoUs) of systems A and
-    B in the same query order. Queries are resampled with replacement ``n_boot`` times; under
-    the null hypothesis the bootstrap distribution of the mean difference is centred on 0, so the
-    two-sided p-value is the share of resamples whose mean difference lies at least as far from
-    the observed one as the observed one lies from 0, with the usual +1 correction:
-    ``p = (1 + #{|mean_b - obs| >= |obs|}) / (1 + n_boot)``.
-
-    Returns ``(observed mean of a - b, p-value)``; identical inputs give ``(0.0, 1.0)``.
-    """
-    a = np.asarray(hits_a, dtype=np.float64).reshape(-1)
-    b = np.asarray(hits_b, dtype=np.float64).reshape(-1)
-    if a.shape != b.shape or a.size == 0:
-        raise PLNError(f"paired_bootstrap: need two non-empty per-query arrays of equal length, got {a.size} and {b.size}")
-    diff = a - b
-    observed = float(diff.mean())
-    rng = np.random.default_rng(seed)
-    q = diff.size
-    extreme = 0
-    for start in range(0, n_boot, chunk):  # chunks bound the [chunk, Q] index matrix
-        size = min(chunk, n_boot - start)
-        means = diff[rng.integers(0, q, size=(size, q))].mean(axis=1)
-        extreme += int(np.count_nonzero(np.abs(means - observed) >= abs(observed) - 1e-12))
-    return observed, (1 + extreme) / (1 + n_boot)
