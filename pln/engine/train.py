@@ -101,11 +101,10 @@ def train_one_epoch(
 
     model.train()
     steps_per_epoch = len(loader) if cfg.train.max_train_batches is None else min(len(loader), cfg.train.max_train_batches)
-    first = scheduled_lr(cfg.train, epoch * steps_per_epoch, steps_per_epoch)
-    if first is not None:
-        set_lr(optimizer, first)
     # the rate of this epoch (the plateau schedule acts between epochs), or of its first step
-    lr = current_lr(optimizer)
+    # (train.lr_cosine: the loop below sets it before every step)
+    first = scheduled_lr(cfg.train, epoch * steps_per_epoch, steps_per_epoch)
+    lr = first if first is not None else current_lr(optimizer)
     log_every = max(1, cfg.train.log_every)
     # [1 + S] batch-size-weighted sums of (total, stage losses), on the device (float64 as before).
     sums = torch.zeros(1 + len(lambdas), dtype=torch.float64, device=device)
