@@ -76,6 +76,9 @@ class ModelConfig:
     conv_channels: int = 512
     conv_padding: Literal["first_layer", "same"] = "first_layer"  # [choice] 2D-TAN MapConv rule
     conv_count_norm: bool = True  # [choice] 2D-TAN mask-count normalisation after each layer
+    # ConvNet weight initialisation: "pytorch" (its default, as 2D-TAN) or "unit_gain" (He-normal
+    # scaled so that a count-normalised layer keeps the scale of its input; see pln.model.mapconv)
+    conv_init: Literal["pytorch", "unit_gain"] = "pytorch"
     conv_banded: bool = True  # convolve only the band of cells the output needs (exact; faster)
     conv_block: int = 16  # rows per strip of the banded ConvNet (speed only)
     conv_channels_last: bool = False  # ConvNet activations in channels-last layout (speed only)

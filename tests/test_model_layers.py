@@ -159,6 +159,43 @@ def test_mapconv_without_count_norm():
     assert torch.equal(out, torch.tensor([[4.0, 6, 4], [0, 9, 6], [0, 0, 4]]))
 
 
+@pytest.mark.parametrize("count_norm", [True, False])
+def test_unit_gain_init_keeps_the_second_moment_at_full_windows(count_norm):
+    # E[out^2] = C var(w) q / (2 n) per count-normalised layer (n valid inputs under the kernel,
+    # q the input's second moment): unit_gain's var(w) = 2 K^2 / C makes it q where n = K^2;
+    # without count normalisation var(w) = 2 / (C K^2) (He-normal) does the same.
+    torch.manual_seed(0)
+    c, k, n = 64, 3, 24
+    net = MapConvNet(c, 1, k, "same", count_norm=count_norm, init="unit_gain")
+    w = net.convs[0].weight.detach()
+    expected_var = 2 * k * k / c if count_norm else 2 / (c * k * k)
+    assert abs(w.var().item() / expected_var - 1) < 0.05
+    assert torch.equal(net.convs[0].bias.detach(), torch.zeros(c))
+    mask = torch.ones(n, n, dtype=torch.bool)
+    x = torch.randn(8, c, n, n) * 0.3  # q = 0.09
+    with torch.no_grad():
+        out = net(x, mask)[:, :, 1:-1, 1:-1]  # cells whose 3x3 window is inside the map
+    assert abs(out.pow(2).mean().item() / 0.09 - 1) < 0.1
+
+
+def test_pytorch_init_shrinks_a_count_normalised_layer():
+    # PyTorch's default var(w) = 1 / (3 C K^2): E[out^2] / q = 1 / (6 K^4) at full windows, the
+    # scale hole the unit_gain init removes (the bias, a constant per channel, is zeroed here)
+    torch.manual_seed(0)
+    c, k, n = 64, 3, 24
+    net = MapConvNet(c, 1, k, "same", count_norm=True)
+    nn.init.zeros_(net.convs[0].bias)
+    x = torch.randn(8, c, n, n)
+    with torch.no_grad():
+        out = net(x, torch.ones(n, n, dtype=torch.bool))[:, :, 1:-1, 1:-1]
+    assert abs(out.pow(2).mean().item() * 6 * k**4 - 1) < 0.1
+
+
+def test_unknown_conv_init_is_refused():
+    with pytest.raises(ValueError, match="init"):
+        MapConvNet(4, 1, 3, init="xavier")
+
+
 def reference_mapconv(x: np.ndarray, mask: np.ndarray, weights, biases, paddings) -> np.ndarray:
     """Per-cell loops: ReLU(conv) times 1/(valid cells under the kernel), mask passed on as count > 0."""
     cur_mask = mask.astype(np.float64)

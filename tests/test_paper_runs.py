@@ -55,7 +55,7 @@ def facts(cfg: ExperimentConfig) -> dict[str, str]:
         "hidden": m.hidden, "lstm_layers": m.lstm_layers,
         "positional_encoding": f"{m.positional_encoding_place}" if m.positional_encoding else False,
         "conv": f"{m.conv_layers}x{m.conv_kernel}x{m.conv_kernel} ch{m.conv_channels} "
-                f"pad={m.conv_padding} count_norm={_text(m.conv_count_norm)}",
+                f"pad={m.conv_padding} count_norm={_text(m.conv_count_norm)} init={m.conv_init}",
         "cfm": f"{_text(m.use_cfm)} proj={m.cfm_projection}",
         "uc": f"{_text(m.use_uc)} {m.upsample_mode} relu={_text(m.uc_relu)} "
               f"blocks={_text(m.uc_blocks)} same_size={m.uc_same_size}",

@@ -7,6 +7,15 @@ input cells under the kernel; ``w = 1 / count`` where the count is positive and 
 ``count > 0``. With ``"first_layer"`` padding the first layer pads ``(K - 1) * L / 2`` and the
 others 0, so the intermediate maps are larger than ``N`` and the output is ``N x N`` again.
 
+Initialisation. PyTorch's default (``"pytorch"``, as 2D-TAN) draws weights of variance
+``1 / (3 fan_in)``; followed by the division by the count (up to ``K^2``), a layer then shrinks
+the scale of its input about ``K^2 / 0.4`` times (about 60 for ``K = 5``): at initialisation the
+output map is nearly constant over cells and training first has to grow the weights out of that.
+``"unit_gain"`` draws ``N(0, 2 K^2 / C)`` weights and zero biases: with ``C K^2`` inputs of
+second moment ``q``, of which ``n`` are valid, ReLU keeps half of ``n C var(w) q``, and dividing by
+``n^2`` leaves ``C var(w) q / (2 n)``, which is ``q`` for a full window (``n = K^2``); He et al.'s
+rule for the layer as it is computed. Without count normalisation it is plain He-normal.
+
 Banded evaluation (``banded=True``) gives the same output and gradients while computing each
 layer only where the output can depend on it; it lives in :mod:`pln.model.mapconv_banded`, which
 says what it computes and why it is exact (``tests/test_model_layers.py`` checks the two agree).
@@ -57,7 +66,7 @@ class MapConvNet(nn.Module):
 
     def __init__(self, channels: int, layers: int, kernel: int,
                  padding: Literal["first_layer", "same"] = "first_layer", count_norm: bool = True,
-                 banded: bool = False, block: int = 16, channels_last: bool = False) -> None:
+                 init: Literal["pytorch", "unit_gain"] = "pytorch", banded: bool = False, block: int = 16, channels_last: bool = False) -> None:
         super().__init__()
         if kernel % 2 == 0:
             raise ValueError(f"MapConvNet needs an odd kernel, got {kernel}")
@@ -71,6 +80,14 @@ class MapConvNet(nn.Module):
         self.paddings = layer_paddings(kernel, layers, padding)
         self.convs = nn.ModuleList(
             nn.Conv2d(channels, channels, kernel, padding=p) for p in self.paddings)
+        if init == "unit_gain":
+            fan_in = channels * kernel * kernel
+            variance = 2.0 * kernel * kernel / channels if count_norm else 2.0 / fan_in
+            for conv in self.convs:
+                nn.init.normal_(conv.weight, std=variance ** 0.5)
+                nn.init.zeros_(conv.bias)
+        elif init != "pytorch":
+            raise ValueError(f"unknown ConvNet init {init!r}")
         # Per mask tensor: (mask, layer weights, strips per layer). The masks of a model are
         # constant buffers, so this is computed once per stage and device instead of at every
         # step (the strip bounds would otherwise cost host syncs at every step).

@@ -57,7 +57,7 @@ class PLN(nn.Module):
             for t in range(1, stages)) if cfg.use_uc else None
         self.convnets = nn.ModuleList(
             MapConvNet(c, cfg.conv_layers, cfg.conv_kernel, cfg.conv_padding, cfg.conv_count_norm,
-                       banded=cfg.conv_banded, block=cfg.conv_block,
+                       init=cfg.conv_init, banded=cfg.conv_banded, block=cfg.conv_block,
                        channels_last=cfg.conv_channels_last)
             for _ in range(1 if cfg.share_convnet else stages))
         self.predictors = nn.ModuleList(Predictor(c) for _ in range(1 if cfg.share_predictor else stages))

@@ -61,7 +61,8 @@ def config_note(cfg: ExperimentConfig) -> list[str]:
     parts = [
         f"clips {'-'.join(map(str, m.clips))}",
         f"hidden {m.hidden}",
-        f"ConvNet {m.conv_layers}x {m.conv_kernel}x{m.conv_kernel} conv, {m.conv_channels} ch",
+        f"ConvNet {m.conv_layers}x {m.conv_kernel}x{m.conv_kernel} conv, {m.conv_channels} ch"
+        + (", unit-gain init" if m.conv_init == "unit_gain" else ""),
         f"{m.lstm_layers}-layer LSTM",
     ]
     if m.num_stages > 1:
