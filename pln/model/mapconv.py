@@ -66,7 +66,8 @@ class MapConvNet(nn.Module):
 
     def __init__(self, channels: int, layers: int, kernel: int,
                  padding: Literal["first_layer", "same"] = "first_layer", count_norm: bool = True,
-                 init: Literal["pytorch", "unit_gain"] = "pytorch", banded: bool = False, block: int = 16, channels_last: bool = False) -> None:
+                 init: Literal["pytorch", "unit_gain"] = "pytorch", banded: bool = False, block: int = 16,
+                 channels_last: bool = False) -> None:
         super().__init__()
         if kernel % 2 == 0:
             raise ValueError(f"MapConvNet needs an odd kernel, got {kernel}")
