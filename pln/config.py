@@ -82,6 +82,7 @@ class ModelConfig:
     conv_banded: bool = True  # convolve only the band of cells the output needs (exact; faster)
     conv_block: int = 16  # rows per strip of the banded ConvNet (speed only)
     conv_channels_last: bool = False  # ConvNet activations in channels-last layout (speed only)
+    map_fast: bool = True  # the 2D map's hand-written backward (pln.model.map2d; exact; speed only)
     share_convnet: bool = True  # paper 4.1.3: the ConvNet is shared across stages
     share_fusion: bool = False  # [choice] each stage has its own fusion layers (True: one for all)
     share_predictor: bool = False  # [choice] each stage has its own predictor (True: one for all)
@@ -405,14 +406,15 @@ class ExperimentConfig:
 
 
 # The settings that change how a run executes, not what it computes, as (section, key): where it
-# runs, its worker and thread counts, its data and cache folders, and the ConvNet's speed-only
-# paths (the banded convolution, its strip height, the channels-last layout). A resumed run may
-# differ from its run folder here (pln.engine.run_dir), and a checkpoint is evaluated under other
-# ConvNet speed settings (pln.engine.checkpoint).
+# runs, its worker and thread counts, its data and cache folders, and the model's speed-only
+# paths (the banded convolution, its strip height, the channels-last layout, the 2D map's
+# backward). A resumed run may differ from its run folder here (pln.engine.run_dir), and a
+# checkpoint is evaluated under other speed settings (pln.engine.checkpoint).
 RESULT_NEUTRAL_KEYS: frozenset[tuple[str, str]] = frozenset({
     ("train", "device"), ("train", "log_every"), ("train", "threads"), ("train", "eval_batch_size"),
     ("data", "num_workers"), ("data", "cache_dir"), ("data", "data_dir"),
     ("model", "conv_banded"), ("model", "conv_block"), ("model", "conv_channels_last"),
+    ("model", "map_fast"),
 })
 
 

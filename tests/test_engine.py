@@ -244,13 +244,13 @@ def test_mismatched_checkpoint_is_refused(trained, tmp_path):
 
 
 def test_speed_only_model_keys_do_not_block_a_checkpoint(trained, tmp_path):
-    """A checkpoint evaluates under other ConvNet speed settings (dense, other strips, layout)
+    """A checkpoint evaluates under other speed settings (dense ConvNet, other strips, layout, map backward)
     with the same metrics: they change how the ConvNet is computed, not what."""
     run, values, _ = trained
     other = tmp_path / "speed"
     other.mkdir()
     other_values = json.loads(json.dumps(values))
-    other_values["model"].update(conv_banded=False, conv_block=3, conv_channels_last=True)
+    other_values["model"].update(conv_banded=False, conv_block=3, conv_channels_last=True, map_fast=False)
     (other / "config.yaml").write_text(yaml.safe_dump(config_from_dict(other_values).to_dict()))
     (other / "checkpoints").mkdir()
     (other / "checkpoints" / "best.pt").write_bytes((run / "checkpoints" / "best.pt").read_bytes())
@@ -298,7 +298,7 @@ def test_result_neutral_keys_do_not_block_a_run_folder(trained):
     other = json.loads(json.dumps(values))
     other["train"].update(threads=2, log_every=7)
     other["data"].update(num_workers=1, cache_dir=str(run / "elsewhere"))
-    other["model"].update(conv_banded=False, conv_block=3, conv_channels_last=True)
+    other["model"].update(conv_banded=False, conv_block=3, conv_channels_last=True, map_fast=False)
     check_same_experiment(RunDir(run), config_from_dict(other))
     other["model"]["hidden"] = 24
     with pytest.raises(ConfigError, match="model.hidden"):

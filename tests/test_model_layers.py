@@ -10,10 +10,10 @@ from torch import nn
 from pln.config import ModelConfig
 from pln.errors import DataError
 from pln.geometry import valid_mask
-from pln.model.map2d import build_map
+from pln.model.map2d import build_map, build_map_fast
 from pln.model.mapconv import MapConvNet, layer_paddings
 from pln.model.query import QueryEncoder
-from pln.model.stage import CFM, Fusion, Predictor, UpsamplingConnection, merge_max
+from pln.model.stage import CFM, Fusion, Predictor, UpsamplingConnection, merge_max, normalize_channels
 from pln.model.video import VideoEncoder, pool_clips, sinusoidal_encoding
 
 
@@ -46,6 +46,77 @@ def test_build_map_hand_values_and_gradient():
     out.sum().backward()
     # clip 0 is the max of one cell, clip 1 of four, clip 2 of one
     assert clips.grad[0, 0].tolist() == [1.0, 4.0, 1.0]
+
+
+def _map_and_grad(fn, clips, mask, grad):
+    x = clips.clone().requires_grad_(True)
+    out = fn(x, mask)
+    out.backward(grad)
+    return out.detach(), x.grad
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 16, 32])
+@pytest.mark.parametrize("ties", ["none", "zeros", "levels"])
+def test_build_map_fast_matches_reference_values_and_gradient(n, ties):
+    """Same values (bit for bit) and the gradient of autograd's reference (1e-5), also where clips
+    tie: exact zeros (ReLU'd features) and a few repeated levels, where autograd splits the
+    gradient of each torch.maximum in halves."""
+    gen = torch.Generator().manual_seed(n)
+    clips = torch.randn(3, 4, n, generator=gen)
+    if ties == "zeros":
+        clips = clips.clamp(min=0)
+    elif ties == "levels":
+        clips = torch.randint(0, 3, (3, 4, n), generator=gen).to(torch.float32)
+    mask = valid_mask(n)
+    grad = torch.randn(3, 4, n, n, generator=gen)
+    ref_out, ref_grad = _map_and_grad(build_map, clips, mask, grad)
+    out, g = _map_and_grad(build_map_fast, clips, mask, grad)
+    assert torch.equal(out, ref_out)
+    assert torch.allclose(g, ref_grad, atol=1e-5, rtol=1e-5)
+
+
+def test_build_map_fast_hand_gradient_with_a_tie():
+    """Clips [2, 2, 1] over the full upper triangle: the span (0, 1) ties, so each of clips 0
+    and 1 gets half of it; the span (0, 2) is max(run (0, 1), c_2) = the tie again, split too.
+    Clip 0: 1 (own cell) + 1/2 + 1/2 = 2; clip 1: 1 + 1/2 + 1/2 + 1 (span (1, 2)) = 3; clip 2: 1."""
+    clips = torch.tensor([[[2.0, 2.0, 1.0]]], requires_grad=True)
+    build_map_fast(clips, upper_mask(3)).sum().backward()
+    assert clips.grad[0, 0].tolist() == [2.0, 3.0, 1.0]
+
+
+def test_model_map_fast_gives_the_reference_gradients():
+    """A two-stage model's parameter gradients with ``model.map_fast`` on and off agree."""
+    from pln.model import PLN
+
+    grads = []
+    for fast in (True, False):
+        torch.manual_seed(0)
+        cfg = ModelConfig(feature_dim=8, num_units=16, hidden=8, word_dim=6, lstm_layers=1,
+                          clips=[4, 16], conv_channels=8, map_fast=fast)
+        model = PLN(cfg)
+        gen = torch.Generator().manual_seed(1)
+        out = model(torch.randn(2, 16, 8, generator=gen), torch.randn(2, 5, 6, generator=gen), torch.tensor([5, 3]))
+        sum(logit.sum() for logit in out.logits).backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
+    for key, value in grads[1].items():
+        assert torch.allclose(grads[0][key], value, atol=1e-5, rtol=1e-4), key
+
+
+def test_normalize_channels_is_torch_normalize():
+    """Values and gradients of F.normalize(x, dim=1), and a finite zero gradient at x = 0."""
+    import torch.nn.functional as F
+
+    x = torch.randn(3, 5, 4, 4, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(3, 5, 4, 4, dtype=torch.float64)
+    ours = normalize_channels(x)
+    (gx,) = torch.autograd.grad(ours, x, g)
+    ref = F.normalize(x, dim=1)
+    (gref,) = torch.autograd.grad(ref, x, g)
+    assert torch.allclose(ours, ref, atol=1e-12) and torch.allclose(gx, gref, atol=1e-10)
+    zero = torch.zeros(1, 3, 2, 2, requires_grad=True)
+    normalize_channels(zero).sum().backward()
+    assert torch.equal(zero.grad, torch.full_like(zero, 1e12))  # d(x / eps)/dx, as F.normalize
+    assert normalize_channels(zero).abs().sum() == 0
 
 
 # ---------------------------------------------------------------------------- video

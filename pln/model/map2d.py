@@ -1,8 +1,17 @@
-"""The 2D temporal feature map (SPEC section 3): ``M[i, j] = max(c_i .. c_j)`` at valid cells."""
+"""The 2D temporal feature map (SPEC section 3): ``M[i, j] = max(c_i .. c_j)`` at valid cells.
+
+:func:`build_map` is the reference: running maxima offset by offset and one gather, all through
+autograd. :func:`build_map_fast` gives the same values and the same gradient with a hand-written
+backward (:class:`_RunningMax`): autograd's backward of the ``N - 1`` ``torch.maximum`` calls and of
+the gather costs about twice the forward pass of the whole 2D map on the CPU; the backward here is
+one gather and two multiply-adds per offset. The model uses it with ``model.map_fast`` (speed only;
+``tests/test_model_layers.py`` checks values and gradients against the reference, ties included).
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def _span_index(n: int, device: torch.device) -> torch.Tensor:
@@ -33,3 +42,65 @@ def build_map(clips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     flat = torch.cat(runs, dim=2)  # [B, H, N (N + 1) / 2]
     cells = flat[:, :, _span_index(n, clips.device)]  # [B, H, N, N]
     return cells * mask.to(dtype=clips.dtype)
+
+
+def _cell_of_position(n: int, device: torch.device) -> torch.Tensor:
+    """``[N (N + 1) / 2]``: the cell ``i * N + j`` (``j >= i``) that reads each position of the
+    concatenated running maxima; the inverse of :func:`_span_index` on the upper triangle."""
+    index = _span_index(n, device).flatten()
+    upper = torch.ones(n, n, dtype=torch.bool, device=device).triu().flatten()
+    cells = torch.arange(n * n, device=device)
+    inverse = torch.empty(n * (n + 1) // 2, dtype=torch.long, device=device)
+    inverse[index[upper]] = cells[upper]
+    return inverse
+
+
+class _RunningMax(torch.autograd.Function):
+    """:func:`build_map` with the backward written out.
+
+    Forward: as :func:`build_map`, and per offset ``d`` the share ``s_d [B, H, N - d]`` of the
+    gradient that ``run_d = max(run_{d-1}[:-1], c[d:])`` passes to ``c[d:]``: 1 where ``c`` is
+    larger, 0 where smaller, 1/2 at ties (autograd's rule for ``torch.maximum``).
+    Backward: the cells' gradient is gathered back onto the running maxima (each position is read
+    by exactly one upper-triangle cell), then pushed from the longest spans to the shortest:
+    ``g_c[d:] += g_run_d * s_d`` and ``g_run_{d-1}[:-1] += g_run_d * (1 - s_d)``.
+    """
+
+    @staticmethod
+    def forward(ctx, clips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, h, n = clips.shape
+        run = clips
+        runs, shares = [clips], []
+        for d in range(1, n):
+            prev, nxt = run[..., :-1], clips[..., d:]
+            shares.append((nxt > prev).to(clips.dtype) + 0.5 * (nxt == prev).to(clips.dtype))
+            run = torch.maximum(prev, nxt)
+            runs.append(run)
+        weight = mask.to(dtype=clips.dtype)
+        cells = torch.cat(runs, dim=2)[:, :, _span_index(n, clips.device)] * weight
+        ctx.save_for_backward(weight, *shares)
+        return cells
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        weight, *shares = ctx.saved_tensors
+        b, h, n, _ = grad.shape
+        flat = (grad * weight).reshape(b, h, n * n)[:, :, _cell_of_position(n, grad.device)]
+        grad_runs = torch.split(flat, [n - d for d in range(n)], dim=2)  # g_run_d: [B, H, N - d]
+        grad_clips = torch.zeros(b, h, n, dtype=grad.dtype, device=grad.device)
+        carry = grad_runs[n - 1]
+        for d in range(n - 1, 0, -1):
+            share = shares[d - 1]
+            grad_clips[..., d:] += carry * share
+            carry = grad_runs[d - 1] + F.pad(carry * (1.0 - share), (0, 1))
+        grad_clips += carry
+        return grad_clips, None
+
+
+def build_map_fast(clips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """:func:`build_map` (same shapes, values and gradient up to summation order) with the
+    hand-written backward of :class:`_RunningMax`; without a gradient to compute (``no_grad``,
+    evaluation) it is :func:`build_map` itself."""
+    if not (torch.is_grad_enabled() and clips.requires_grad):
+        return build_map(clips, mask)
+    return _RunningMax.apply(clips, mask)

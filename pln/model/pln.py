@@ -17,7 +17,7 @@ from torch import nn
 
 from pln.config import ModelConfig
 from pln.geometry import valid_mask
-from pln.model.map2d import build_map
+from pln.model.map2d import build_map, build_map_fast
 from pln.model.mapconv import MapConvNet
 from pln.model.query import QueryEncoder
 from pln.model.stage import CFM, Fusion, Predictor, UpsamplingConnection, merge_max
@@ -78,6 +78,7 @@ class PLN(nn.Module):
         x = self.video(units)  # [B, M, H]
         f_s = self.query(words, lengths)  # [B, H]
         masks = self.masks
+        map2d = build_map_fast if self.cfg.map_fast else build_map
         logits, scores = [], []
         prev, prev_mask = None, None
         for t, n in enumerate(self.clips):
@@ -85,7 +86,7 @@ class PLN(nn.Module):
             clips = pool_clips(x, n)  # [B, H, N]
             if t > 0 and self.cfms is not None:
                 clips = self.cfms[t - 1](clips, prev, prev_mask)
-            g = self.fusions[t % len(self.fusions)](build_map(clips, mask), f_s, mask)  # [B, C, N, N]
+            g = self.fusions[t % len(self.fusions)](map2d(clips, mask), f_s, mask)  # [B, C, N, N]
             if t > 0 and self.ucs is not None:
                 g = merge_max(g, self.ucs[t - 1](prev), mask)
             hmap = self.convnet(t)(g, mask)  # [B, C, N, N], zero at invalid cells

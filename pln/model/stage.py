@@ -1,6 +1,7 @@
 """The per-stage blocks of a localization branch (SPEC section 3).
 
-* :class:`Fusion` -- ``F = L2norm_channels(Conv1x1(M) * Linear(f_s)) * mask`` (2D-TAN).
+* :class:`Fusion` -- ``F = L2norm_channels(Conv1x1(M) * Linear(f_s)) * mask`` (2D-TAN);
+  :func:`normalize_channels` is the L2 normalisation.
 * :class:`CFM` -- conditional feature manipulation (paper eq. 4-5).
 * :class:`UpsamplingConnection` -- brings ``H^{t-1}`` to stage ``t``'s map size (paper eq. 2).
 * :func:`merge_max` -- ``G^t = max(F^t, UC(H^{t-1}))`` at the valid cells.
@@ -17,6 +18,20 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def normalize_channels(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """``x [B, C, ...] / max(||x||_2 over C, eps)``: ``F.normalize(x, dim=1)`` up to rounding.
+
+    The norm is the square root of a plain sum of squares: on the CPU, torch's vector norm over
+    a strided dimension is about 25 times slower (3.6 ms against 0.14 ms for ``[32, 16, 32, 32]``,
+    one thread). Clamping the sum at ``eps^2`` before the root is the same maximum and keeps the
+    gradient finite where ``x`` is 0. A bf16/fp16 ``x`` (autocast) goes to ``F.normalize``
+    itself, whose rounding steps the bf16 path keeps.
+    """
+    if x.dtype in (torch.bfloat16, torch.float16):
+        return F.normalize(x, dim=1, eps=eps)
+    return x / x.pow(2).sum(dim=1, keepdim=True).clamp_min(eps * eps).sqrt()
+
+
 class Fusion(nn.Module):
     """``(map [B, H, N, N], f_s [B, H], mask [N, N]) -> [B, C, N, N]``.
 
@@ -31,7 +46,7 @@ class Fusion(nn.Module):
 
     def forward(self, map2d: torch.Tensor, f_s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         txt = self.tex_linear(f_s)[:, :, None, None]  # [B, C, 1, 1]
-        fused = F.normalize(self.vis_conv(map2d) * txt, dim=1)
+        fused = normalize_channels(self.vis_conv(map2d) * txt)
         return fused * mask.to(fused.dtype)
 
 
