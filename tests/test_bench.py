@@ -70,3 +70,31 @@ def test_gpu_checks_script_dry_run_on_cpu_without_the_glove_package(tmp_path):
     assert ours["eval_queries_per_s"] > 0 and ours["data_queries_per_s"] > 0
     assert set(pd.read_csv(out / "precision-cpu.csv")["precision"]) == {"fp32", "bf16"}
     assert "train_queries_per_s" in pd.read_csv(out / "gpu-util-epochs.csv").columns
+
+
+def test_demo_steps_benchmark_times_both_map_backwards(tmp_path):
+    """benchmarks/demo_steps.py on a tiny run config: one row with both step times, their ratio
+    and the two normalisations, written to the CSV it names."""
+    import yaml
+
+    config = {
+        "name": "tiny",
+        "data": {"dataset": "synthetic-charades", "synthetic": {"scale": 0.1, "feature_dim": 16},
+                 "data_dir": str(tmp_path / "data"), "cache_dir": str(tmp_path / "cache")},
+        "model": {"feature_dim": 16, "num_units": 32, "hidden": 16, "word_dim": 50, "lstm_layers": 1,
+                  "clips": [8, 16], "conv_layers": 1, "conv_kernel": 3, "conv_channels": 16},
+        "train": {"batch_size": 4},
+    }
+    path = tmp_path / "tiny-seed0.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "steps.csv"
+    proc = subprocess.run([sys.executable, "benchmarks/demo_steps.py", str(path), "--steps", "2", "--rounds", "1",
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    frame = pd.read_csv(out)
+    assert list(frame["config"]) == ["tiny-seed0"]
+    row = frame.iloc[0]
+    assert row["fast_ms"] > 0 and row["reference_ms"] > 0
+    assert row["speedup"] == pytest.approx(row["reference_ms"] / row["fast_ms"], rel=1e-2)
+    assert row["normalize_ms"] > 0 and row["torch_normalize_ms"] > 0
+    assert "tiny-seed0" in proc.stdout and f"wrote {out}" in proc.stdout

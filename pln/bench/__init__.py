@@ -13,8 +13,9 @@ on ActivityNet Captions and Charades-STA) at the given width and batch, it measu
   without the model: the queries/s it can supply.
 
 Each configuration runs twice in the same process: as we run it (``ours``: the banded ConvNet
-that convolves only the cells the output needs; ``--bf16`` adds bf16 autocast) and as the plain
-eager fp32 reference of the same computation (dense convolutions over the whole padded map), so
+that convolves only the cells the output needs and the 2D map's hand-written backward; ``--bf16``
+adds bf16 autocast) and as the plain eager fp32 reference of the same computation (dense
+convolutions over the whole padded map, autograd's backward of the 2D map), so
 the printed ratio compares like with like on one machine. ``--sweep`` adds variants of the
 ConvNet's speed-only settings (``model.conv_block``, ``model.conv_channels_last``).
 

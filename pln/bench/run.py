@@ -82,7 +82,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
         if args.sweep and cfg_name in SWEEP_CONFIGS:
             variants += [(v, replace(base, conv_banded=True, **kw), args.bf16) for v, kw in SWEEP.items() if kw]
         if not args.no_reference:
-            variants.append(("eager-fp32", replace(base, conv_banded=False), False))
+            variants.append(("eager-fp32", replace(base, conv_banded=False, map_fast=False), False))
         for variant, cfg, bf16 in variants:
             evaluate = variant == "ours" and args.eval_queries > 0
             try:

@@ -2,9 +2,10 @@
 
 :func:`build_map` is the reference: running maxima offset by offset and one gather, all through
 autograd. :func:`build_map_fast` gives the same values and the same gradient with a hand-written
-backward (:class:`_RunningMax`): autograd's backward of the ``N - 1`` ``torch.maximum`` calls and of
-the gather costs about twice the forward pass of the whole 2D map on the CPU; the backward here is
-one gather and two multiply-adds per offset. The model uses it with ``model.map_fast`` (speed only;
+backward (:class:`_RunningMax`): on the CPU, autograd's backward of the ``N - 1``
+``torch.maximum`` calls and of the gather costs about 4.5 times the forward pass (``N = 32``, batch
+32, 32 channels, one thread: 12.1 ms against 2.7 ms); the backward here is one gather and two
+multiply-adds per offset (forward and backward 7.9 ms, against 14.8 ms). The model uses it with ``model.map_fast`` (speed only;
 ``tests/test_model_layers.py`` checks values and gradients against the reference, ties included).
 """
 
