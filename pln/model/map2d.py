@@ -3,10 +3,11 @@
 :func:`build_map` is the reference: running maxima offset by offset and one gather, all through
 autograd. :func:`build_map_fast` gives the same values and the same gradient with a hand-written
 backward (:class:`_RunningMax`): on the CPU, autograd's backward of the ``N - 1``
-``torch.maximum`` calls and of the gather costs about 4.5 times the forward pass (``N = 32``, batch
-32, 32 channels, one thread: 12.1 ms against 2.7 ms); the backward here is one gather and two
-multiply-adds per offset (forward and backward 7.9 ms, against 14.8 ms). The model uses it with ``model.map_fast`` (speed only;
-``tests/test_model_layers.py`` checks values and gradients against the reference, ties included).
+``torch.maximum`` calls and of the gather costs about 4.5 times the forward pass (``N = 32``,
+batch 32, 32 channels, one thread: 12.1 ms against 2.7 ms); the backward here is one gather and
+two multiply-adds per offset (forward and backward 7.9 ms, against 14.8 ms). The model uses it
+with ``model.map_fast`` (speed only; ``tests/test_model_layers.py`` checks values and gradients
+against the reference, ties included).
 """
 
 from __future__ import annotations
@@ -27,6 +28,25 @@ def _span_index(n: int, device: torch.device) -> torch.Tensor:
     return torch.where(j >= i, d * n - d * (d - 1) // 2 + i, torch.zeros_like(d))
 
 
+def _running_maxima(clips: torch.Tensor, shares: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """``clips [B, H, N] -> [B, H, N (N + 1) / 2]``: the maxima of every span, by length then start.
+
+    ``run_d = max(run_{d-1}[:-1], c[d:])`` ``[B, H, N - d]`` holds the spans of ``d + 1`` clips.
+    With ``shares`` (a list), appends per offset the share of ``run_d``'s gradient that autograd's
+    ``torch.maximum`` passes to ``c[d:]``: 1 where it is larger, 0 where smaller, 1/2 at ties.
+    """
+    n = clips.shape[-1]
+    run = clips
+    runs = [clips]
+    for d in range(1, n):
+        prev, nxt = run[..., :-1], clips[..., d:]
+        if shares is not None:
+            shares.append((nxt > prev).to(clips.dtype) + 0.5 * (nxt == prev).to(clips.dtype))
+        run = torch.maximum(prev, nxt)  # [B, H, N - d]: spans of d + 1 clips
+        runs.append(run)
+    return torch.cat(runs, dim=2)
+
+
 def build_map(clips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``clips [B, H, N]``, ``mask [N, N]`` bool ``-> [B, H, N, N]``, zero at invalid cells.
 
@@ -34,14 +54,7 @@ def build_map(clips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     max of the previous offset's result and the clips shifted by ``d``), concatenated, and every
     cell ``(i, j)`` then reads its span's maximum with one gather.
     """
-    b, h, n = clips.shape
-    run = clips
-    runs = [clips]
-    for d in range(1, n):
-        run = torch.maximum(run[..., :-1], clips[..., d:])  # [B, H, N - d]: spans of d + 1 clips
-        runs.append(run)
-    flat = torch.cat(runs, dim=2)  # [B, H, N (N + 1) / 2]
-    cells = flat[:, :, _span_index(n, clips.device)]  # [B, H, N, N]
+    cells = _running_maxima(clips)[:, :, _span_index(clips.shape[-1], clips.device)]  # [B, H, N, N]
     return cells * mask.to(dtype=clips.dtype)
 
 
@@ -59,9 +72,8 @@ def _cell_of_position(n: int, device: torch.device) -> torch.Tensor:
 class _RunningMax(torch.autograd.Function):
     """:func:`build_map` with the backward written out.
 
-    Forward: as :func:`build_map`, and per offset ``d`` the share ``s_d [B, H, N - d]`` of the
-    gradient that ``run_d = max(run_{d-1}[:-1], c[d:])`` passes to ``c[d:]``: 1 where ``c`` is
-    larger, 0 where smaller, 1/2 at ties (autograd's rule for ``torch.maximum``).
+    Forward: as :func:`build_map`, keeping per offset ``d`` the share ``s_d [B, H, N - d]`` of the
+    gradient that ``run_d`` passes to ``c[d:]`` (:func:`_running_maxima`).
     Backward: the cells' gradient is gathered back onto the running maxima (each position is read
     by exactly one upper-triangle cell), then pushed from the longest spans to the shortest:
     ``g_c[d:] += g_run_d * s_d`` and ``g_run_{d-1}[:-1] += g_run_d * (1 - s_d)``.
@@ -69,16 +81,10 @@ class _RunningMax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, clips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        b, h, n = clips.shape
-        run = clips
-        runs, shares = [clips], []
-        for d in range(1, n):
-            prev, nxt = run[..., :-1], clips[..., d:]
-            shares.append((nxt > prev).to(clips.dtype) + 0.5 * (nxt == prev).to(clips.dtype))
-            run = torch.maximum(prev, nxt)
-            runs.append(run)
+        shares: list[torch.Tensor] = []
+        flat = _running_maxima(clips, shares)
         weight = mask.to(dtype=clips.dtype)
-        cells = torch.cat(runs, dim=2)[:, :, _span_index(n, clips.device)] * weight
+        cells = flat[:, :, _span_index(clips.shape[-1], clips.device)] * weight
         ctx.save_for_backward(weight, *shares)
         return cells
 
