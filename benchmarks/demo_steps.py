@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import argparse
 import glob
-import platform
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from pln.bench.run import device_name
 from pln.config import load_config
 from pln.engine.network import load_model
 from pln.engine.recipe import make_optimizer
@@ -56,17 +57,16 @@ def step_times(path: str, steps: int, rounds: int) -> dict[str, float]:
     lambdas = cfg.loss.resolved_lambdas(cfg.model.num_stages)
     runs: dict[bool, tuple] = {}
     for fast in (True, False):
-        variant = load_config(path, ["train.threads=1", "train.device=cpu", f"model.map_fast={str(fast).lower()}"])
         torch.manual_seed(0)
-        model = load_model(variant.model, device, None, None)
-        runs[fast] = (model, make_optimizer(model, variant.train), variant)
+        model = load_model(replace(cfg.model, map_fast=fast), device, None, None)
+        runs[fast] = (model, make_optimizer(model, cfg.train))
     times: dict[bool, list[float]] = {True: [], False: []}
     for r in range(rounds + 1):  # round 0 warms up
-        for fast, (model, optimizer, variant) in runs.items():
+        for fast, (model, optimizer) in runs.items():
             model.train()
             start = time.process_time()
             for units, batch in batches:
-                train_step(model, optimizer, units, batch, variant, lambdas)
+                train_step(model, optimizer, units, batch, cfg, lambdas)
             if r:
                 times[fast].append(1000.0 * (time.process_time() - start) / len(batches))
     finest = max(cfg.model.clips)
@@ -96,7 +96,7 @@ def main() -> int:
               f"(x{row['speedup']:.2f}); normalize {row['torch_normalize_ms']:.2f} -> {row['normalize_ms']:.2f} ms",
               flush=True)
     table = pd.DataFrame(rows)
-    table["cpu"] = platform.processor() or platform.machine()
+    table["cpu"] = device_name(torch.device("cpu"))
     table["torch"] = torch.__version__
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

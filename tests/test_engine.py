@@ -244,8 +244,8 @@ def test_mismatched_checkpoint_is_refused(trained, tmp_path):
 
 
 def test_speed_only_model_keys_do_not_block_a_checkpoint(trained, tmp_path):
-    """A checkpoint evaluates under other speed settings (dense ConvNet, other strips, layout, map backward)
-    with the same metrics: they change how the ConvNet is computed, not what."""
+    """A checkpoint evaluates under other speed settings (dense ConvNet, other strips, layout, the
+    map's backward) with the same metrics: they change how the model is computed, not what."""
     run, values, _ = trained
     other = tmp_path / "speed"
     other.mkdir()

@@ -23,10 +23,22 @@ from pln.engine.network import load_model
 from pln.utils import atomic_write
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else the platform's) and the widest vector
+    instruction set torch uses on it, e.g. ``AMD EPYC, AVX512``."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}"
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+    return f"CPU {cpu_model()} x{torch.get_num_threads()} threads"
 
 
 def measure_variant(cfg_name: str, cfg: ModelConfig, bf16: bool, evaluate: bool, device: torch.device,
