@@ -317,6 +317,9 @@ class TrainConfig:
     # [choice] stop once this many validations in a row have not improved select_metric (the
     # selected epoch stays the best one); None: train all max_epochs
     stop_patience: int | None = None
+    # [choice] validate, select and test an exponential moving average of the weights whose
+    # horizon is this many epochs (pln.engine.recipe.WeightAverage); None: the weights themselves
+    ema_epochs: float | None = None
     eval_batch_size: int = 64
     max_train_batches: int | None = None  # cap per epoch (smoke tests); None: the whole split
     log_every: int = 50
@@ -330,6 +333,9 @@ class TrainConfig:
         if self.stop_patience is not None and self.stop_patience < 1:
             raise ConfigError(f"train.stop_patience must be >= 1 (or null: train all max_epochs), "
                               f"got {self.stop_patience}")
+        if self.ema_epochs is not None and not 0.0 < self.ema_epochs <= 1000.0:
+            raise ConfigError(f"train.ema_epochs must be in (0, 1000] (or null: no weight average), "
+                              f"got {self.ema_epochs}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"train.threads must be >= 1 (or null: torch's default), got {self.threads}")
         if not 0.0 <= self.weight_decay < 1.0:

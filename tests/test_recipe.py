@@ -173,3 +173,77 @@ def test_cosine_schedule_in_training(tmp_path):
     train(config_from_dict(values), tmp_path / "run")
     lrs = list(pd.read_csv(tmp_path / "run" / "epochs.csv")["lr"])
     assert lrs == pytest.approx([0.5e-3, 1e-3, 0.5e-3], rel=1e-12)
+
+
+def test_weight_average_follows_the_formula_by_hand():
+    """Horizon 4 steps: decay 0.75, the k-th update uses min(0.75, (1 + k) / (10 + k)), i.e.
+    2/11, 3/12, ... until k = 26, where (1 + k) / (10 + k) = 27/36 = 0.75. A one-weight model
+    whose weight is set to 1, 2, 3, ... before each update; the average restated in floats."""
+    from pln.engine.recipe import WeightAverage
+
+    model = torch.nn.Linear(1, 1, bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average = WeightAverage(model, horizon_steps=4.0)
+    assert average.decay == 0.75
+    expected = 0.0
+    for k in range(1, 41):
+        with torch.no_grad():
+            model.weight.fill_(float(k))
+        d = min(0.75, (1 + k) / (10 + k))
+        assert average.step_decay() == pytest.approx(d, abs=0)
+        expected = d * expected + (1 - d) * k
+        average.update(model)
+        assert average.model.weight.item() == pytest.approx(expected, rel=1e-14)
+    assert average.step_decay() == 0.75
+    assert not average.model.weight.requires_grad
+    assert model.weight.item() == 40.0  # the trained model is left alone
+
+
+def test_weight_average_copies_buffers_and_round_trips():
+    from pln.engine.recipe import WeightAverage
+
+    model = torch.nn.BatchNorm1d(3)
+    average = WeightAverage(model, horizon_steps=10.0)
+    with torch.no_grad():
+        model.running_mean.fill_(5.0)
+        model.weight.fill_(3.0)
+    average.update(model)
+    assert torch.equal(average.model.running_mean, torch.full((3,), 5.0))
+    assert torch.allclose(average.model.weight, torch.full((3,), 1.0 + 2.0 * (1 - 2 / 11)))
+    again = WeightAverage(torch.nn.BatchNorm1d(3), horizon_steps=10.0)
+    again.load_state_dict(copy.deepcopy(average.state_dict()))
+    assert again.updates == 1 and torch.equal(again.model.weight, average.model.weight)
+    with pytest.raises(ValueError, match="at least one step"):
+        WeightAverage(model, horizon_steps=0.5)
+
+
+def test_ema_key_is_validated():
+    assert config_from_dict({}).train.ema_epochs is None
+    assert config_from_dict({"train": {"ema_epochs": 0.5}}).train.ema_epochs == 0.5
+    with pytest.raises(ConfigError, match=r"train\.ema_epochs must be in \(0, 1000\]"):
+        config_from_dict({"train": {"ema_epochs": 0}})
+
+
+def test_weight_average_in_training_is_what_is_selected_and_resumed(tmp_path):
+    """A tiny run with train.ema_epochs: best.pt holds the average of the selected epoch (not
+    the raw weights, which last.pt keeps beside the average), and a run killed in epoch 2
+    resumes the average to the same test metrics as the uninterrupted run."""
+    import json
+
+    from pln.engine.checkpoint import load_checkpoint
+    from pln.engine.train import train
+    from test_engine import _kill_and_resume, _train_steps, tiny_config
+
+    values = tiny_config(tmp_path, train__lr_plateau=None, train__ema_epochs=2, train__max_epochs=2)
+    whole = tmp_path / "whole"
+    result = train(config_from_dict(values), whole)
+    last = load_checkpoint(whole / "checkpoints" / "last.pt")
+    best = load_checkpoint(whole / "checkpoints" / "best.pt")
+    assert last["average"]["updates"] == 2 * _train_steps(values)
+    if result["run"]["selected_epoch"] == 2:
+        for name, value in last["average"]["model"].items():
+            assert torch.equal(best["model"][name], value)
+    assert any(not torch.equal(last["model"][n], last["average"]["model"][n]) for n in last["model"])
+    run = _kill_and_resume(values, tmp_path, _train_steps(values) + 1)
+    assert json.loads((run / "test_metrics.json").read_text())["metrics"] == result["metrics"]

@@ -3,8 +3,10 @@
 A checkpoint is a plain dict of tensors and builtins:
 ``{"format": 1, "config": ExperimentConfig as dict, "epoch": int, "model": state_dict,
 "optimizer": state_dict | None, "scheduler": state_dict | None, "history": list[dict],
-"best": dict | None}``. ``epoch`` counts finished epochs (1 after the first); ``scheduler`` is
-the plateau schedule's state in ``last.pt`` when ``train.lr_plateau`` is set. The saved dict
+"best": dict | None, "average": dict | None}``. ``epoch`` counts finished epochs (1 after the
+first); ``scheduler`` is the plateau schedule's state in ``last.pt`` when ``train.lr_plateau`` is
+set; ``average`` the weight average's (``train.ema_epochs``) in ``last.pt``, whose ``best.pt``
+then holds the averaged weights as ``model``. The saved dict
 also holds ``"sha256"``, the digest of everything else (:func:`state_digest`), checked on every
 load: a damaged file is refused instead of being evaluated.
 """

@@ -6,16 +6,19 @@ pass and an optional plateau schedule on the validation loss, as in 2D-TAN's tra
   ``train.grad_clip_norm``, step;
 - :func:`make_plateau` -- ``ReduceLROnPlateau`` (mode ``min``) from ``train.lr_plateau``, or None;
 - :func:`scheduled_lr` / :func:`set_lr` -- the warm-up + cosine rate of a step (``train.lr_cosine``);
-- :class:`ValidationLoss` -- the joint loss of a split, summed in the pass that predicts it.
+- :class:`ValidationLoss` -- the joint loss of a split, summed in the pass that predicts it;
+- :class:`WeightAverage` -- an exponential moving average of the weights (``train.ema_epochs``).
 """
 
 from __future__ import annotations
 
+import copy
+import math
+from typing import Any
+
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-
-import math
 
 from pln.config import LossConfig, PlateauConfig, TrainConfig
 from pln.geometry import cell_ious
@@ -97,3 +100,45 @@ class ValidationLoss:
     def mean(self) -> float:
         """Mean loss over the queries seen (NaN when none)."""
         return float(self.total.item()) / self.count if self.count else float("nan")
+
+
+class WeightAverage:
+    """An exponential moving average of a model's parameters, updated after every optimiser step.
+
+    With a horizon of ``horizon_steps`` steps (``train.ema_epochs`` x steps per epoch) the decay
+    is d = 1 - 1 / horizon_steps; the k-th update (1-based) uses min(d, (1 + k) / (10 + k)), so
+    the first updates follow the weights closely instead of averaging in their initial values.
+    After update k: avg <- d_k * avg + (1 - d_k) * weights. Buffers are copied, not averaged.
+    :attr:`model` is the averaged copy (no gradients); validation and testing use it.
+    """
+
+    def __init__(self, model: nn.Module, horizon_steps: float) -> None:
+        if not horizon_steps >= 1.0:
+            raise ValueError(f"WeightAverage: the horizon must be at least one step, got {horizon_steps}")
+        self.decay = 1.0 - 1.0 / horizon_steps
+        self.updates = 0
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+
+    def step_decay(self) -> float:
+        """The decay the next update uses."""
+        k = self.updates + 1
+        return min(self.decay, (1.0 + k) / (10.0 + k))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Move the average towards ``model``'s current parameters (same architecture)."""
+        weight = 1.0 - self.step_decay()
+        for avg, value in zip(self.model.parameters(), model.parameters(), strict=True):
+            avg.lerp_(value.detach(), weight)
+        for avg, value in zip(self.model.buffers(), model.buffers(), strict=True):
+            avg.copy_(value)
+        self.updates += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps to resume the average: its weights and update count."""
+        return {"model": self.model.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.updates = int(state["updates"])

@@ -35,8 +35,8 @@ from pln.engine.keys import select_key, strategy_keys
 from pln.engine.network import forward, load_model
 from pln.engine.outputs import write_predictions, write_predictions_jsonl, write_score_maps
 from pln.engine.predict_split import predict_split, split_metrics
-from pln.engine.recipe import (ValidationLoss, backward_step, current_lr, make_optimizer, make_plateau,
-                               scheduled_lr, set_lr)
+from pln.engine.recipe import (ValidationLoss, WeightAverage, backward_step, current_lr, make_optimizer,
+                               make_plateau, scheduled_lr, set_lr)
 from pln.engine.run_dir import RunDir, check_same_experiment, query_counts
 from pln.engine.run_lock import hold_run_lock
 from pln.engine.splits import EVALUATION, TRAINING, OpenSplit, open_split
@@ -88,19 +88,26 @@ def train_step(model: PLN, optimizer: torch.optim.Optimizer, units: torch.Tensor
     return total, per_stage
 
 
+def epoch_steps(loader: DataLoader, cfg: ExperimentConfig) -> int:
+    """Optimiser steps in one epoch over ``loader`` (``train.max_train_batches`` caps them)."""
+    return len(loader) if cfg.train.max_train_batches is None else min(len(loader), cfg.train.max_train_batches)
+
+
 def train_one_epoch(
     model: PLN, loader: DataLoader, optimizer: torch.optim.Optimizer, cfg: ExperimentConfig,
     device: torch.device, epoch: int, lambdas: list[float], feed: UnitFeed,
+    average: WeightAverage | None = None,
 ) -> dict[str, float]:
     """One pass over the training split. Returns mean losses and queries/s.
 
-    ``feed`` (the split's, :func:`pln.engine.splits.open_split`) supplies the units ``[B, M, D]``.
+    ``feed`` (the split's, :func:`pln.engine.splits.open_split`) supplies the units ``[B, M, D]``;
+    ``average`` (``train.ema_epochs``), if given, is updated after every step.
     The step itself never synchronises with the device; see :func:`check_finite`.
     """
     from tqdm import tqdm
 
     model.train()
-    steps_per_epoch = len(loader) if cfg.train.max_train_batches is None else min(len(loader), cfg.train.max_train_batches)
+    steps_per_epoch = epoch_steps(loader, cfg)
     # the rate of this epoch (the plateau schedule acts between epochs), or of its first step
     # (train.lr_cosine: the loop below sets it before every step)
     first = scheduled_lr(cfg.train, epoch * steps_per_epoch, steps_per_epoch)
@@ -126,6 +133,8 @@ def train_one_epoch(
             batch = to_device(batch, device)
             units = feed.units(batch)
             total, per_stage = train_step(model, optimizer, units, batch, cfg, lambdas)
+            if average is not None:
+                average.update(model)
             b = batch["lengths"].shape[0]
             seen += b
             losses = torch.stack([total, *per_stage]).detach()
@@ -234,6 +243,8 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
             plateau.load_state_dict(state["scheduler"])
         history, best, start_epoch = list(state["history"]), state["best"], int(state["epoch"])
         log.info("resuming %s after epoch %d", run.root, start_epoch)
+    average = make_average(cfg, model, splits["train"], state, run.last)
+    judged = average.model if average is not None else model  # what validation and testing see
 
     default_key = select_key(cfg)
     val_loader = splits["val"].loader()
@@ -245,10 +256,11 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
         torch.manual_seed(epoch_seed(cfg.train.seed, epoch))
         loader = splits["train"].loader(seed=epoch_seed(cfg.train.seed, epoch))
         row: dict[str, Any] = {"epoch": epoch + 1}
-        row.update(train_one_epoch(model, loader, optimizer, cfg, device, epoch, lambdas, splits["train"].feed))
+        row.update(train_one_epoch(model, loader, optimizer, cfg, device, epoch, lambdas, splits["train"].feed,
+                                   average))
         t0 = time.perf_counter()
         val_loss = ValidationLoss(cfg.loss, lambdas)
-        val = predict_split(model, splits["val"], cfg, [default_key], nms, cfg.train.bf16,
+        val = predict_split(judged, splits["val"], cfg, [default_key], nms, cfg.train.bf16,
                             batches=val_loader, on_output=val_loss)[default_key]
         val_metrics = split_metrics(val, cfg)  # holds train.select_metric (check_before_training)
         row["val_loss"] = val_loss.mean()
@@ -263,10 +275,12 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
             best = {"epoch": epoch + 1, "value": value}
         state = {"config": cfg.to_dict(), "epoch": epoch + 1, "model": model.state_dict(),
                  "optimizer": optimizer.state_dict(), "history": history, "best": best,
-                 "scheduler": plateau.state_dict() if plateau is not None else None}
+                 "scheduler": plateau.state_dict() if plateau is not None else None,
+                 "average": average.state_dict() if average is not None else None}
         # best.pt before last.pt: a kill between the two only repeats this (deterministic) epoch.
-        if improved:
-            save_checkpoint(run.best, {**state, "optimizer": None, "scheduler": None})
+        if improved:  # best.pt holds the judged weights: the average when there is one
+            save_checkpoint(run.best, {**state, "model": judged.state_dict(), "optimizer": None,
+                                       "scheduler": None, "average": None})
         save_checkpoint(run.last, state)
         _write_epochs(run, history)
         log.info("epoch %d: loss %.4f, val %s %.2f%s, %.1f queries/s", epoch + 1, row["train_loss"],
@@ -276,6 +290,21 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
     test = splits["test"]
     del splits  # free the train and val unit tables on the device before testing
     return finish_run(cfg, run, test, best, len(history), default_key)
+
+
+def make_average(cfg: ExperimentConfig, model: PLN, train_split: OpenSplit, state: dict[str, Any] | None,
+                 last: Path) -> WeightAverage | None:
+    """The weight average of ``train.ema_epochs`` (None without it), its horizon in steps of the
+    training split's epochs; resumed from the checkpoint ``state`` when there is one."""
+    if cfg.train.ema_epochs is None:
+        return None
+    steps = epoch_steps(train_split.loader(seed=epoch_seed(cfg.train.seed, 0)), cfg)
+    average = WeightAverage(model, max(1.0, cfg.train.ema_epochs * steps))
+    if state is not None:
+        if state.get("average") is None:
+            raise CheckpointError(f"{last}: holds no weight average (train.ema_epochs); delete the run folder and retrain")
+        average.load_state_dict(state["average"])
+    return average
 
 
 def finish_run(cfg: ExperimentConfig, run: RunDir, test: OpenSplit, best: dict[str, Any],

@@ -77,6 +77,8 @@ def config_note(cfg: ExperimentConfig) -> list[str]:
         parts.append(f"lr plateau on val loss (x{t.lr_plateau.factor:g}, patience {t.lr_plateau.patience})")
     if t.lr_cosine is not None:
         parts.append(f"warm-up {t.lr_cosine.warmup_epochs:g} epochs + cosine decay to x{t.lr_cosine.final_fraction:g}")
+    if t.ema_epochs is not None:
+        parts.append(f"weight average over {t.ema_epochs:g} epochs")
     if t.stop_patience is not None:
         parts.append(f"stop after {t.stop_patience} epochs without a better val {t.select_metric}")
     parts.append("bf16" if t.bf16 else "fp32")
