@@ -226,24 +226,28 @@ def test_ema_key_is_validated():
 
 
 def test_weight_average_in_training_is_what_is_selected_and_resumed(tmp_path):
-    """A tiny run with train.ema_epochs: best.pt holds the average of the selected epoch (not
-    the raw weights, which last.pt keeps beside the average), and a run killed in epoch 2
-    resumes the average to the same test metrics as the uninterrupted run."""
+    """Tiny runs with train.ema_epochs. One epoch (so epoch 1 is the selected one): best.pt holds
+    the average, not the raw weights, which last.pt keeps beside it. Two epochs: the average
+    counts every step, and a run killed in epoch 2 resumes it to the same test metrics as the
+    uninterrupted run."""
     import json
 
     from pln.engine.checkpoint import load_checkpoint
     from pln.engine.train import train
     from test_engine import _kill_and_resume, _train_steps, tiny_config
 
+    one = tiny_config(tmp_path / "one", train__lr_plateau=None, train__ema_epochs=2, train__max_epochs=1)
+    assert train(config_from_dict(one), tmp_path / "one" / "run")["run"]["selected_epoch"] == 1
+    last = load_checkpoint(tmp_path / "one" / "run" / "checkpoints" / "last.pt")
+    best = load_checkpoint(tmp_path / "one" / "run" / "checkpoints" / "best.pt")
+    assert best["model"].keys() == last["average"]["model"].keys()
+    for name, value in last["average"]["model"].items():
+        assert torch.equal(best["model"][name], value)
+    assert any(not torch.equal(last["model"][n], last["average"]["model"][n]) for n in last["model"])
+
     values = tiny_config(tmp_path, train__lr_plateau=None, train__ema_epochs=2, train__max_epochs=2)
     whole = tmp_path / "whole"
     result = train(config_from_dict(values), whole)
-    last = load_checkpoint(whole / "checkpoints" / "last.pt")
-    best = load_checkpoint(whole / "checkpoints" / "best.pt")
-    assert last["average"]["updates"] == 2 * _train_steps(values)
-    if result["run"]["selected_epoch"] == 2:
-        for name, value in last["average"]["model"].items():
-            assert torch.equal(best["model"][name], value)
-    assert any(not torch.equal(last["model"][n], last["average"]["model"][n]) for n in last["model"])
+    assert load_checkpoint(whole / "checkpoints" / "last.pt")["average"]["updates"] == 2 * _train_steps(values)
     run = _kill_and_resume(values, tmp_path, _train_steps(values) + 1)
     assert json.loads((run / "test_metrics.json").read_text())["metrics"] == result["metrics"]
