@@ -73,8 +73,9 @@ def test_gpu_checks_script_dry_run_on_cpu_without_the_glove_package(tmp_path):
 
 
 def test_demo_steps_benchmark_times_both_map_backwards(tmp_path):
-    """benchmarks/demo_steps.py on a tiny run config: one row with both step times, their ratio
-    and the two normalisations, written to the CSV it names."""
+    """benchmarks/demo_steps.py --bf16 on a tiny run config: one row with the three step times
+    (fast, reference, fast under bf16 autocast), their ratios and the two normalisations, written
+    to the CSV it names."""
     import yaml
 
     config = {
@@ -89,12 +90,14 @@ def test_demo_steps_benchmark_times_both_map_backwards(tmp_path):
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / "steps.csv"
     proc = subprocess.run([sys.executable, "benchmarks/demo_steps.py", str(path), "--steps", "2", "--rounds", "1",
-                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+                           "--bf16", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     frame = pd.read_csv(out)
     assert list(frame["config"]) == ["tiny-seed0"]
     row = frame.iloc[0]
     assert row["fast_ms"] > 0 and row["reference_ms"] > 0
     assert row["speedup"] == pytest.approx(row["reference_ms"] / row["fast_ms"], rel=1e-2)
+    assert row["bf16_ms"] > 0
+    assert row["bf16_speedup"] == pytest.approx(row["fast_ms"] / row["bf16_ms"], rel=1e-2)
     assert row["normalize_ms"] > 0 and row["torch_normalize_ms"] > 0
     assert "tiny-seed0" in proc.stdout and f"wrote {out}" in proc.stdout
