@@ -1,9 +1,9 @@
 # PLN-Bench: every table and figure of the paper, regenerated.
 #
-#   snakemake --cores 8 all                 claims report, tables, figures and results/README.md
-#   snakemake --cores 8 all_tables          results/tables/table{1..7}.{csv,md,tex}
-#   snakemake --cores 8 all_figures         figures/fig{5,7,8}.{png,pdf}
-#   snakemake --cores 8 figures/fig7.png    one output: only the jobs it needs
+#   snakemake --cores all all                 claims report, tables, figures and results/README.md
+#   snakemake --cores all all_tables          results/tables/table{1..7}.{csv,md,tex}
+#   snakemake --cores all all_figures         figures/fig{5,7,8}.{png,pdf}
+#   snakemake --cores all figures/fig7.png    one output: only the jobs it needs
 #   snakemake ... --configfile config/smoke.yaml   (or config/paper.yaml): an overlay on config.yaml
 #   snakemake --report results/report.html all   after `all`: every table, figure and the run settings
 #

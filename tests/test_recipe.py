@@ -63,7 +63,8 @@ def test_backward_step_without_clipping_keeps_the_norm():
 
 def test_plateau_multiplies_lr_by_factor_after_patience_plus_one_bad_validations():
     model = PLN(tiny_cfg([8], num_units=32))
-    optimizer = make_optimizer(model, TrainConfig(lr=1e-4))
+    optimizer = make_optimizer(model, TrainConfig(lr=1e-4, lr_plateau=PlateauConfig(factor=0.8, patience=3)))
+    assert isinstance(optimizer, torch.optim.Adam)  # the plateau schedule needs torch's Optimizer
     plateau = make_plateau(optimizer, PlateauConfig(factor=0.8, patience=3))
     lrs = []
     for loss in [1.0, 1.0, 1.2, 1.0, 1.1]:  # the best, then 4 (= patience + 1) without improvement
@@ -82,12 +83,13 @@ def test_plateau_multiplies_lr_by_factor_after_patience_plus_one_bad_validations
 
 def test_plateau_state_round_trips():
     model = PLN(tiny_cfg([8], num_units=32))
-    optimizer = make_optimizer(model, TrainConfig())
+    optimizer = make_optimizer(model, TrainConfig(lr_plateau=PlateauConfig(patience=1)))
     plateau = make_plateau(optimizer, PlateauConfig(patience=1))
     for loss in [1.0, 2.0]:
         plateau.step(loss)
     state = plateau.state_dict()
-    fresh = make_plateau(make_optimizer(model, TrainConfig()), PlateauConfig(patience=1))
+    fresh = make_plateau(make_optimizer(model, TrainConfig(lr_plateau=PlateauConfig(patience=1))),
+                         PlateauConfig(patience=1))
     fresh.load_state_dict(state)
     assert fresh.num_bad_epochs == 1 and fresh.best == 1.0
     assert make_plateau(optimizer, None) is None

@@ -377,11 +377,13 @@ def build_dataset(cfg: ExperimentConfig, split: str, *, units_in_items: bool = F
                          ious_in_items=ious_in_items)
 
 
-def read_split_tables(cfg: ExperimentConfig, split: str) -> SplitTables:
+def read_split_tables(cfg: ExperimentConfig, split: str, wv: WordVectors | None = None) -> SplitTables:
     """Read (and cache) the :class:`SplitTables` of ``split`` (train / val / test) of
-    ``cfg.data.dataset``: every skip and quirk is counted in their ``report``."""
+    ``cfg.data.dataset``: every skip and quirk is counted in their ``report``. ``wv``: the word
+    vectors of ``data.glove`` if the caller has loaded them already (a run reads three splits)."""
     data = cfg.data
-    wv = load_word_vectors(data.glove, data.strip_punctuation)
+    if wv is None:
+        wv = load_word_vectors(data.glove, data.strip_punctuation)
     if wv.dim != cfg.model.word_dim:
         raise ConfigError(f"model.word_dim={cfg.model.word_dim} but the word vectors ({wv.source}) are "
                           f"{wv.dim}-d; set model.word_dim to {wv.dim}")

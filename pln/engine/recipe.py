@@ -1,7 +1,9 @@
 """The optimisation recipe (SPEC section 4): Adam, gradient-norm clipping after every backward
 pass and an optional plateau schedule on the validation loss, as in 2D-TAN's training code.
 
-- :func:`make_optimizer` -- Adam at ``train.lr`` with ``train.weight_decay``;
+- :func:`make_optimizer` -- Adam at ``train.lr`` with ``train.weight_decay`` (on the CPU without a
+  plateau schedule :class:`pln.engine.adam.CpuAdam`, the same arithmetic without torch's compiler
+  stack; else ``torch.optim.Adam``);
 - :func:`backward_step` -- zero the gradients, backward, clip the norm of all of them at
   ``train.grad_clip_norm``, step;
 - :func:`make_plateau` -- ``ReduceLROnPlateau`` (mode ``min``) from ``train.lr_plateau``, or None;
@@ -21,17 +23,28 @@ from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from pln.config import LossConfig, PlateauConfig, TrainConfig
+from pln.engine.adam import CpuAdam
 from pln.geometry import cell_ious
 from pln.loss import joint_loss
 from pln.model.pln import PLNOutput
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam over every parameter of ``model``."""
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+Optimizer = torch.optim.Optimizer | CpuAdam  # what make_optimizer returns
 
 
-def backward_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
+    """Adam over every parameter of ``model``: :class:`~pln.engine.adam.CpuAdam` when every
+    parameter is on the CPU and ``train.lr_plateau`` is null (bit-identical to torch's Adam there,
+    and a run skips the 2-3 s import of ``torch._dynamo`` that any ``torch.optim.Optimizer``
+    triggers), else ``torch.optim.Adam`` (its fused or foreach kernels on a GPU; the plateau
+    schedule needs a ``torch.optim.Optimizer``). Both write the same ``state_dict`` layout."""
+    params = list(model.parameters())
+    if cfg.lr_plateau is None and all(p.device.type == "cpu" for p in params):
+        return CpuAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def backward_step(model: nn.Module, optimizer: Optimizer, loss: torch.Tensor,
                   grad_clip_norm: float | None) -> None:
     """One update from the scalar ``loss``: the gradients of all parameters are rescaled so that
     their joint L2 norm is at most ``grad_clip_norm`` (None: not clipped) before the step. Does
@@ -66,13 +79,13 @@ def scheduled_lr(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float | N
     return cfg.lr * (sched.final_fraction + (1.0 - sched.final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+def set_lr(optimizer: Optimizer, lr: float) -> None:
     """Give every parameter group the rate ``lr``."""
     for group in optimizer.param_groups:
         group["lr"] = lr
 
 
-def current_lr(optimizer: torch.optim.Optimizer) -> float:
+def current_lr(optimizer: Optimizer) -> float:
     """The learning rate of the (single) parameter group."""
     return float(optimizer.param_groups[0]["lr"])
 

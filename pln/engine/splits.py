@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from pln.config import ExperimentConfig
 from pln.data.dataset import MomentDataset, make_loader, read_split_tables
+from pln.data.glove import WordVectors
 from pln.engine.units import UnitFeed, units_resident
 
 TRAINING, EVALUATION, BENCHMARKING = "training", "evaluation", "benchmarking"
@@ -53,12 +54,14 @@ class OpenSplit:
                            num_workers=self.num_workers, seed=seed)
 
 
-def open_split(cfg: ExperimentConfig, split: str, purpose: str, device: torch.device) -> OpenSplit:
+def open_split(cfg: ExperimentConfig, split: str, purpose: str, device: torch.device,
+               wv: WordVectors | None = None) -> OpenSplit:
     """Open ``split`` (train / val / test) of ``cfg.data.dataset`` for ``purpose`` (one of
-    :data:`PURPOSES`) with its units fed to ``device``."""
+    :data:`PURPOSES`) with its units fed to ``device``; ``wv``: the word vectors, if loaded
+    already (else read from ``data.glove``)."""
     if purpose not in PURPOSES:
         raise ValueError(f"open_split: purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
-    tables = read_split_tables(cfg, split)
+    tables = read_split_tables(cfg, split, wv)
     resident = units_resident(tables.units, device, cfg.data)
     training = purpose == TRAINING
     dataset = MomentDataset(tables, units_in_items=not resident, ious_in_items=training)

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 
 from pln.config import ExperimentConfig, save_config
 from pln.data.dataset import check_split_files
+from pln.data.glove import load_word_vectors
 from pln.devices import claim_device, tune_backends
 from pln.engine.gpu_util import UtilisationSampler, nvml_reader
 from pln.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -35,8 +36,8 @@ from pln.engine.keys import select_key, strategy_keys
 from pln.engine.network import forward, load_model
 from pln.engine.outputs import write_predictions, write_predictions_jsonl, write_score_maps
 from pln.engine.predict_split import predict_split, split_metrics
-from pln.engine.recipe import (ValidationLoss, WeightAverage, backward_step, current_lr, make_optimizer,
-                               make_plateau, scheduled_lr, set_lr)
+from pln.engine.recipe import (Optimizer, ValidationLoss, WeightAverage, backward_step, current_lr,
+                               make_optimizer, make_plateau, scheduled_lr, set_lr)
 from pln.engine.run_dir import RunDir, check_same_experiment, query_counts
 from pln.engine.run_lock import hold_run_lock
 from pln.engine.splits import EVALUATION, TRAINING, OpenSplit, open_split
@@ -74,7 +75,7 @@ def _attach_log_file(path: Path) -> logging.Handler:
     return handler
 
 
-def train_step(model: PLN, optimizer: torch.optim.Optimizer, units: torch.Tensor, batch: dict[str, Any],
+def train_step(model: PLN, optimizer: Optimizer, units: torch.Tensor, batch: dict[str, Any],
                cfg: ExperimentConfig, lambdas: list[float]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """One optimisation step: forward (bf16 autocast with ``train.bf16``), the joint loss in fp32,
     backward, gradient clipping at ``train.grad_clip_norm``, optimiser step. Does not synchronise with the device.
@@ -94,7 +95,7 @@ def epoch_steps(loader: DataLoader, cfg: ExperimentConfig) -> int:
 
 
 def train_one_epoch(
-    model: PLN, loader: DataLoader, optimizer: torch.optim.Optimizer, cfg: ExperimentConfig,
+    model: PLN, loader: DataLoader, optimizer: Optimizer, cfg: ExperimentConfig,
     device: torch.device, epoch: int, lambdas: list[float], feed: UnitFeed,
     average: WeightAverage | None = None,
 ) -> dict[str, float]:
@@ -222,7 +223,8 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
     check_before_training(cfg)
     # Each split's purpose fixes, before its dataset is built, what its items carry (the IoU maps
     # only for training; the units only where the feed streams them).
-    splits = {split: open_split(cfg, split, TRAINING if split == "train" else EVALUATION, device)
+    wv = load_word_vectors(cfg.data.glove, cfg.data.strip_punctuation)  # once for the three splits
+    splits = {split: open_split(cfg, split, TRAINING if split == "train" else EVALUATION, device, wv)
               for split in ("train", "val", "test")}
     atomic_write_json(run.data_report, {name: s.dataset.report for name, s in splits.items()})
     log.info("data: %s", ", ".join(f"{name}={len(s.dataset)}" for name, s in splits.items()))
