@@ -4,6 +4,7 @@
 #   snakemake --cores all all_tables          results/tables/table{1..7}.{csv,md,tex}
 #   snakemake --cores all all_figures         figures/fig{5,7,8}.{png,pdf}
 #   snakemake --cores all figures/fig7.png    one output: only the jobs it needs
+#   snakemake --cores all training_inputs     run configs and datasets, for training elsewhere
 #   snakemake ... --configfile config/smoke.yaml   (or config/paper.yaml): an overlay on config.yaml
 #   snakemake --report results/report.html all   after `all`: every table, figure and the run settings
 #

@@ -42,7 +42,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import stdtrit
+from scipy.special import chdtri, stdtrit
 
 METHOD_T = "variance components + Welch-Satterthwaite t"
 METHOD_PIVOT = "variance components + generalized pivot"
@@ -53,6 +53,11 @@ CONTRADICTED = "contradicted"
 INCONCLUSIVE = "inconclusive"
 NOT_TESTABLE = "not testable"
 VERDICTS = (REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE)
+
+# Judgement of a seed standard deviation against a stability target (sd_target_verdict).
+SD_MET = "met"
+SD_NOT_MET = "not met"
+SD_UNDETERMINED = "undetermined"
 
 
 @dataclass(frozen=True)
@@ -400,6 +405,74 @@ def minimum_detectable_effect(a: np.ndarray, b: np.ndarray, *, n_seeds: int | No
     sa, sb = (n_seeds, n_seeds) if n_seeds is not None else (np.shape(a)[0], np.shape(b)[0])
     q = n_queries if n_queries is not None else np.shape(a)[1]
     return design_mde(comp, sa, sb, q, level=level, power=power)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A seed standard deviation (ddof 1) with its interval and degrees of freedom (``low`` and
+    ``high`` NaN when ``df`` is 0)."""
+
+    sd: float
+    low: float
+    high: float
+    df: int
+
+
+def sd_ratio_bounds(df: int, level: float = 0.95) -> tuple[float, float]:
+    """The ``level`` interval of a normal sample's standard deviation as multiples of the
+    estimate, ``(sqrt(df / chi2_{(1+level)/2}(df)), sqrt(df / chi2_{(1-level)/2}(df)))``
+    (``df`` >= 1): 0.52 and 6.28 for 2 degrees of freedom at 95%."""
+    alpha = 1.0 - level
+    # chdtri(df, p) is the chi-square quantile whose upper tail is p.
+    return (math.sqrt(df / float(chdtri(df, alpha / 2))), math.sqrt(df / float(chdtri(df, 1.0 - alpha / 2))))
+
+
+def _sd_interval(variance: float, df: int, level: float) -> Spread:
+    """``sqrt(variance)`` with its chi-square interval (:func:`sd_ratio_bounds`)."""
+    if df <= 0:
+        return Spread(math.nan, math.nan, math.nan, 0)
+    sd = math.sqrt(variance)
+    low, high = sd_ratio_bounds(df, level)
+    return Spread(sd, sd * low, sd * high, df)
+
+
+def seed_spread(values: np.ndarray, *, level: float = 0.95) -> Spread:
+    """The seed standard deviation of one model's metric, ``values`` ``[S]`` (one per seed,
+    ddof 1), with its ``level`` interval, assuming normal seed-to-seed variation.
+
+    With 3 seeds (2 degrees of freedom) the 95% interval runs from 0.52 to 6.28 times the
+    estimate: one model's 3-seed s.d. says little about its true spread.
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    df = x.size - 1
+    return _sd_interval(float(x.var(ddof=1)) if df > 0 else math.nan, df, level)
+
+
+def pooled_seed_spread(groups: list[np.ndarray], *, level: float = 0.95) -> Spread:
+    """The pooled seed standard deviation of several models, ``groups`` a list of ``[S_i]``:
+    ``sqrt(sum_i (S_i - 1) s_i^2 / sum_i (S_i - 1))`` with ``sum_i (S_i - 1)`` degrees of
+    freedom and its chi-square interval, assuming one seed variance common to the models
+    (models with one seed add nothing)."""
+    df, ss = 0, 0.0
+    for g in groups:
+        x = np.asarray(g, dtype=np.float64).ravel()
+        if x.size > 1:
+            df += x.size - 1
+            ss += float(((x - x.mean()) ** 2).sum())
+    return _sd_interval(ss / df if df else math.nan, df, level)
+
+
+def sd_target_verdict(spread: Spread, target: float) -> str:
+    """A seed standard deviation against a stability target ``sd <= target``: met when the
+    interval's upper end is at or below it, not met when its lower end is above it,
+    undetermined otherwise (also without an interval)."""
+    if math.isnan(spread.low) or math.isnan(spread.high):
+        return SD_UNDETERMINED
+    if spread.high <= target:
+        return SD_MET
+    if spread.low > target:
+        return SD_NOT_MET
+    return SD_UNDETERMINED
 
 
 def verdict(paper_effect: float, ours: Effect) -> str:

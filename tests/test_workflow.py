@@ -42,7 +42,9 @@ def dry_run(*args: str) -> dict[str, int]:
     return job_counts(result.stdout + result.stderr)
 
 
-@pytest.mark.parametrize("setting", [[], ["--configfile", "config/smoke.yaml"]], ids=["default", "smoke"])
+@pytest.mark.parametrize("setting", [[], ["--configfile", "config/smoke.yaml"],
+                                     ["--configfile", "config/demo-plateau.yaml"]],
+                         ids=["default", "smoke", "demo-plateau"])
 def test_dry_run_of_every_target(setting):
     counts = dry_run("all", *setting)
     assert counts["table"] == 7 and counts["figure"] == 2 and counts["fig8"] == 1 and counts["summary"] == 1
@@ -60,6 +62,47 @@ def test_seeds_per_model():
     # models of Tables 2-3
     assert dry_run("all_tables")["train"] == 24 * 3
     assert dry_run("all_tables", "--configfile", "config/smoke.yaml")["train"] == 24 + 8
+
+
+def test_demo_settings_differ_from_the_demo_in_the_budget_alone():
+    """demo-long and demo-plateau train the demo's models, seeds and data: their run configs
+    differ from the demo's only in the training budget (epochs, batch, the stopping rule) and,
+    for demo-plateau, the device; demo-plateau's recipe is demo-long's."""
+    from pln.plan.loading import load_snakemake_config
+    from pln.plan.plan import Plan
+
+    def run_configs(*overlays: str) -> dict[str, dict]:
+        plan = Plan(load_snakemake_config([ROOT / o for o in overlays], ROOT / "config.yaml"))
+        return {name: cfg for name, cfg in plan.run_configs.items()}
+
+    def strip(cfg: dict, keys: tuple[str, ...]) -> dict:
+        cfg = {**cfg, "train": {k: v for k, v in cfg.get("train", {}).items() if k not in keys}}
+        data = dict(cfg.get("data", {}))
+        for key in ("data_dir", "cache_dir"):  # under data/<setting>/, cache/<setting>/
+            data.pop(key, None)
+        return {**cfg, "data": data}
+
+    demo, long, plateau = run_configs(), run_configs("config/demo-long.yaml"), run_configs("config/demo-plateau.yaml")
+    assert set(demo) == set(long) == set(plateau)
+    budget = ("max_epochs", "batch_size", "stop_patience", "device")
+    for name in demo:
+        assert strip(long[name], budget) == strip(demo[name], budget), name
+        assert strip(plateau[name], budget) == strip(demo[name], budget), name
+        if "-seed" in name:
+            assert strip(plateau[name], ("max_epochs", "stop_patience", "device")) == strip(long[name], (
+                "max_epochs", "stop_patience", "device")), name
+            train = plateau[name]["train"]
+            assert (train["device"], train["max_epochs"], train["stop_patience"], train["batch_size"]) == (
+                "auto", 150, 10, 32)
+
+
+def test_training_inputs_target_makes_configs_and_datasets_only():
+    """`training_inputs`: every trained run's config and every dataset's statistics, no training
+    (what benchmarks/gpu_train_setting.sh needs on a machine without Snakemake)."""
+    counts = dry_run("training_inputs", "--configfile", "config/demo-plateau.yaml")
+    assert counts == {"run_config": 24 * 3 + 4, "stats": 4, "training_inputs": 1}
+    counts = dry_run("training_inputs", "--configfile", "config/smoke.yaml")
+    assert counts == {"run_config": 24 + 8 + 4, "stats": 4, "training_inputs": 1}
 
 
 def test_one_figure_runs_only_what_it_needs():

@@ -291,3 +291,13 @@ class Plan:
 
     def all_figures(self) -> list[str]:
         return [f for fig in FIGURES if fig in self.figures for f in self.figure_outputs(fig)]
+
+    def training_inputs(self) -> list[str]:
+        """What training every run of this setting's outputs needs, short of the training itself:
+        each trained run's config and each of their datasets' statistics (which generate a
+        synthetic dataset). Made where Snakemake runs, they let a machine without it train the
+        runs (``benchmarks/gpu_train_setting.sh``) and hand the run folders back."""
+        runs = [r for m in self.used_models() for r in self.runs(m) if r.kind != "prior"]
+        datasets = dict.fromkeys(r.dataset for r in runs)
+        return ([self.config_path(self.config_name(r)) for r in runs]
+                + [f"{self.stats_dir(d)}/table1.csv" for d in datasets])

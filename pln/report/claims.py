@@ -103,7 +103,9 @@ def claims_spec(plan: Plan) -> dict[str, Any]:
         parts = [_part_spec(plan, p, f"{where}.parts[{j}]") for j, p in enumerate(claim["parts"])]
         claims.append({"id": str(claim["id"]), "claim": claim["claim"], "source": claim["source"],
                        "metric": claim["metric"], "parts": parts})
-    return {**plan.meta(), "min_seeds": int(plan.config.get("report", {}).get("min_seeds_for_test", 3)),
+    report = plan.config.get("report", {})
+    return {**plan.meta(), "min_seeds": int(report.get("min_seeds_for_test", 3)),
+            "seed_sd_target": report.get("seed_sd_target"),
             "min_group_queries": int(plan.figure_spec("fig8")["min_count"]) if "fig8" in plan.figures else 30,
             "claims": claims,
             "outputs": plan.claims_outputs()}
@@ -279,6 +281,10 @@ def _interval(low: float, high: float) -> str:
     return "–" if math.isnan(low) else f"[{low:+.2f}, {high:+.2f}]"
 
 
+def _sd_range(spread: stats.Spread) -> str:
+    return f"[{spread.low:.2f}, {spread.high:.2f}]"
+
+
 def _paper(x: float, sign: Any) -> str:
     if not math.isnan(x):
         return f"{x:+.2f}"
@@ -351,28 +357,56 @@ def _claim_models(spec: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 
 def resolving_power_markdown(spec: dict[str, Any], claims: pd.DataFrame, metric: str = "R1@0.5") -> str:
-    """Per model: seeds, test queries, selected epochs, seed s.d. and query s.e. of ``metric``;
-    per claim: the MDE of our design."""
+    """Per model: seeds, test queries, selected epochs, seed s.d. of ``metric`` with its 95%
+    interval (and, with ``seed_sd_target``, whether the model meets it) and the query-level s.e.;
+    the pooled seed s.d. of the models; per claim: the MDE of our design."""
     data = Outcomes()
+    target = spec.get("seed_sd_target")
     out = [f"# Resolving power of the {spec['setting']} setting", "",
            f"Setting: {spec['setting']} ({spec['setting_file']}). Per model that enters a claim: its seeds, "
            f"test queries, the epoch selected on val per seed (of the epochs run), the seed standard "
-           f"deviation of {metric} (default strategy, ddof=1) and its query-level standard error "
-           f"(sqrt(p (1 - p) / Q), one seed). Per claim: the minimum detectable effect of our design at "
-           "80% power (largest over its parts).", "",
-           f"| Model | Seeds | Test queries | Selected epoch (of run) | Seed s.d. {metric} | Query s.e. {metric} |",
-           "|---|---|---|---|---|---|"]
+           f"deviation of {metric} (default strategy, ddof=1) with its 95% interval (chi-square, normal "
+           f"seeds; pln.stats.seed_spread) and its query-level standard error (sqrt(p (1 - p) / Q), one "
+           "seed). Per claim: the minimum detectable effect of our design at 80% power (largest over its "
+           "parts).", ""]
+    if target is not None:
+        low3, high3 = stats.sd_ratio_bounds(2)  # the interval of a 3-seed s.d., in multiples of it
+        out += [f"Stability target: a seed s.d. of at most {float(target):g} points. **met**: the interval's "
+                "upper end is at or below it; **not met**: its lower end is above it; **undetermined**: "
+                f"the interval contains it (with 3 seeds it spans {low3:.2f} to {high3:.2f} times the "
+                f"estimate, so only an s.d. under {float(target) / high3:.2f} can be shown to meet it).", ""]
+    head = f"| Model | Seeds | Test queries | Selected epoch (of run) | Seed s.d. {metric} [95% CI] |"
+    rule = "|---|---|---|---|---|"
+    if target is not None:
+        head, rule = head + f" s.d. <= {float(target):g} |", rule + "---|"
+    out += [head + f" Query s.e. {metric} |", rule + "---|"]
+    groups, judged = [], []
     for model, runs in _claim_models(spec).items():
         infos = [data.run_json(r["metrics"]) for r in runs]
         values = np.array([float(j["metrics"][j["default"]][metric]) for j in infos])
+        groups.append(values)
         queries = [j.get("run", {}).get("test_queries") or data.predictions(r["predictions"])["query"].nunique()
                    for j, r in zip(infos, runs)]
         epochs = ", ".join(f"{j.get('run', {}).get('selected_epoch', '?')} ({j.get('run', {}).get('epochs_run', '?')})"
                            for j in infos)
-        sd = f"{values.std(ddof=1):.2f}" if values.size > 1 else "– (1 seed)"
+        spread = stats.seed_spread(values)
+        sd = f"{spread.sd:.2f} {_sd_range(spread)}" if spread.df else "– (1 seed)"
         p = values.mean() / 100.0
         se = 100.0 * math.sqrt(p * (1 - p) / min(queries)) if min(queries) else math.nan
-        out.append(f"| {model} | {values.size} | {min(queries)} | {epochs} | {sd} | {se:.2f} |")
+        row = f"| {model} | {values.size} | {min(queries)} | {epochs} | {sd} |"
+        if target is not None:
+            judged.append(stats.sd_target_verdict(spread, float(target)))
+            row += f" {judged[-1]} |"
+        out.append(row + f" {se:.2f} |")
+    pooled = stats.pooled_seed_spread(groups)
+    if pooled.df:
+        out += ["", f"Pooled seed s.d. of {metric} over these {len(groups)} models, one seed variance common to "
+                f"all assumed: {pooled.sd:.2f} {_sd_range(pooled)} ({pooled.df} degrees of "
+                "freedom; pln.stats.pooled_seed_spread)."]
+        if target is not None:
+            counts = ", ".join(f"{k} {judged.count(k)}" for k in (stats.SD_MET, stats.SD_NOT_MET, stats.SD_UNDETERMINED))
+            out += [f"Against the target of {float(target):g}: {counts} of {len(judged)} models; the pooled s.d.: "
+                    f"{stats.sd_target_verdict(pooled, float(target))}."]
     out += ["", "| Claim | MDE (points; claim 8: points of relative gain, %) | Verdict |", "|---|---|---|"]
     for _, r in claims.iterrows():
         out.append(f"| {r['id']} | {_num(r['mde'], False)} | {r['verdict']} |")

@@ -45,6 +45,7 @@ localrules:
     setting_mark,
     all_tables,
     all_figures,
+    training_inputs,
     run_config,
     stats,
     prior,
