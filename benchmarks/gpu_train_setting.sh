@@ -45,17 +45,19 @@ if [[ -n ${PLN_TRAIN_DEVICE:-} ]]; then
   sets+=(--set "train.device=$PLN_TRAIN_DEVICE")
 fi
 
-# 1. The datasets (rule stats), one process per dataset.
+# 1. The datasets (rule stats), one process per dataset; the statistics files are not kept.
+stats_out=$(mktemp -d)
 pids=()
 for cfg in "$configs"/stats-*.yaml; do
   dataset=$(basename "$cfg" .yaml)
   dataset=${dataset#stats-}
-  "$python" -m pln.cli stats "$cfg" --out "$(mktemp -d)" > "logs/$setting/stats-$dataset.log" 2>&1 &
+  "$python" -m pln.cli stats "$cfg" --out "$stats_out/$dataset" > "logs/$setting/stats-$dataset.log" 2>&1 &
   pids+=($!)
 done
 for pid in "${pids[@]}"; do
   wait "$pid" || { echo "gpu_train_setting: dataset preparation failed (logs/$setting/stats-*.log)" >&2; exit 1; }
 done
+rm -rf "$stats_out"
 data_root=$("$python" - "$configs" <<'EOF'
 import sys
 from pathlib import Path

@@ -443,9 +443,7 @@ def seed_spread(values: np.ndarray, *, level: float = 0.95) -> Spread:
     With 3 seeds (2 degrees of freedom) the 95% interval runs from 0.52 to 6.28 times the
     estimate: one model's 3-seed s.d. says little about its true spread.
     """
-    x = np.asarray(values, dtype=np.float64).ravel()
-    df = x.size - 1
-    return _sd_interval(float(x.var(ddof=1)) if df > 0 else math.nan, df, level)
+    return pooled_seed_spread([values], level=level)
 
 
 def pooled_seed_spread(groups: list[np.ndarray], *, level: float = 0.95) -> Spread:

@@ -73,7 +73,7 @@ def test_demo_settings_differ_from_the_demo_in_the_budget_alone():
 
     def run_configs(*overlays: str) -> dict[str, dict]:
         plan = Plan(load_snakemake_config([ROOT / o for o in overlays], ROOT / "config.yaml"))
-        return {name: cfg for name, cfg in plan.run_configs.items()}
+        return dict(plan.run_configs)
 
     def strip(cfg: dict, keys: tuple[str, ...]) -> dict:
         cfg = {**cfg, "train": {k: v for k, v in cfg.get("train", {}).items() if k not in keys}}

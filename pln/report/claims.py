@@ -361,7 +361,7 @@ def resolving_power_markdown(spec: dict[str, Any], claims: pd.DataFrame, metric:
     interval (and, with ``seed_sd_target``, whether the model meets it) and the query-level s.e.;
     the pooled seed s.d. of the models; per claim: the MDE of our design."""
     data = Outcomes()
-    target = spec.get("seed_sd_target")
+    target = None if spec.get("seed_sd_target") is None else float(spec["seed_sd_target"])
     out = [f"# Resolving power of the {spec['setting']} setting", "",
            f"Setting: {spec['setting']} ({spec['setting_file']}). Per model that enters a claim: its seeds, "
            f"test queries, the epoch selected on val per seed (of the epochs run), the seed standard "
@@ -371,14 +371,14 @@ def resolving_power_markdown(spec: dict[str, Any], claims: pd.DataFrame, metric:
            "parts).", ""]
     if target is not None:
         low3, high3 = stats.sd_ratio_bounds(2)  # the interval of a 3-seed s.d., in multiples of it
-        out += [f"Stability target: a seed s.d. of at most {float(target):g} points. **met**: the interval's "
+        out += [f"Stability target: a seed s.d. of at most {target:g} points. **met**: the interval's "
                 "upper end is at or below it; **not met**: its lower end is above it; **undetermined**: "
                 f"the interval contains it (with 3 seeds it spans {low3:.2f} to {high3:.2f} times the "
-                f"estimate, so only an s.d. under {float(target) / high3:.2f} can be shown to meet it).", ""]
+                f"estimate, so only an s.d. under {target / high3:.2f} can be shown to meet it).", ""]
     head = f"| Model | Seeds | Test queries | Selected epoch (of run) | Seed s.d. {metric} [95% CI] |"
     rule = "|---|---|---|---|---|"
     if target is not None:
-        head, rule = head + f" s.d. <= {float(target):g} |", rule + "---|"
+        head, rule = head + f" s.d. <= {target:g} |", rule + "---|"
     out += [head + f" Query s.e. {metric} |", rule + "---|"]
     groups, judged = [], []
     for model, runs in _claim_models(spec).items():
@@ -395,7 +395,7 @@ def resolving_power_markdown(spec: dict[str, Any], claims: pd.DataFrame, metric:
         se = 100.0 * math.sqrt(p * (1 - p) / min(queries)) if min(queries) else math.nan
         row = f"| {model} | {values.size} | {min(queries)} | {epochs} | {sd} |"
         if target is not None:
-            judged.append(stats.sd_target_verdict(spread, float(target)))
+            judged.append(stats.sd_target_verdict(spread, target))
             row += f" {judged[-1]} |"
         out.append(row + f" {se:.2f} |")
     pooled = stats.pooled_seed_spread(groups)
@@ -405,8 +405,8 @@ def resolving_power_markdown(spec: dict[str, Any], claims: pd.DataFrame, metric:
                 "freedom; pln.stats.pooled_seed_spread)."]
         if target is not None:
             counts = ", ".join(f"{k} {judged.count(k)}" for k in (stats.SD_MET, stats.SD_NOT_MET, stats.SD_UNDETERMINED))
-            out += [f"Against the target of {float(target):g}: {counts} of {len(judged)} models; the pooled s.d.: "
-                    f"{stats.sd_target_verdict(pooled, float(target))}."]
+            out += [f"Against the target of {target:g}: {counts} of {len(judged)} models; the pooled s.d.: "
+                    f"{stats.sd_target_verdict(pooled, target)}."]
     out += ["", "| Claim | MDE (points; claim 8: points of relative gain, %) | Verdict |", "|---|---|---|"]
     for _, r in claims.iterrows():
         out.append(f"| {r['id']} | {_num(r['mde'], False)} | {r['verdict']} |")
