@@ -32,7 +32,7 @@ def _load(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from pln.engine.train import train
 
-    result = train(_load(args), args.out, wait=args.wait)
+    result = train(_load(args), args.out, wait=args.wait, replace_stale=args.replace_stale)
     key = result["default"]
     print(json.dumps({"run": str(args.out), "default": key, "metrics": result["metrics"][key]}, indent=2))
     return 0
@@ -65,7 +65,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_prior(args: argparse.Namespace) -> int:
     from pln.engine.prior import run_prior
 
-    result = run_prior(_load(args), args.out, wait=args.wait)
+    result = run_prior(_load(args), args.out, wait=args.wait, replace_stale=args.replace_stale)
     print(json.dumps(result["metrics"]["stage1"], indent=2))
     return 0
 
@@ -178,9 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"show the traceback of an error (also {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add_wait(p: argparse.ArgumentParser) -> None:
+    def add_folder_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--wait", action="store_true",
                        help="when another process is writing the run folder, wait for it instead of stopping")
+        p.add_argument("--replace-stale", action="store_true",
+                       help="when the run folder holds a run of another configuration, empty it and start "
+                            "afresh instead of stopping (the workflow's rules pass it: their config changed)")
 
     def with_config(p: argparse.ArgumentParser) -> None:
         p.add_argument("config", help="experiment YAML (see config/ and the README's model section)")
@@ -190,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one experiment into a run folder (resumable)")
     with_config(p)
     p.add_argument("--out", required=True, help="run folder")
-    add_wait(p)
+    add_folder_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="recompute a run's metrics from its checkpoint")
@@ -216,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("baseline-prior", help="the prior-only baseline into a run folder")
     with_config(p)
     p.add_argument("--out", required=True)
-    add_wait(p)
+    add_folder_options(p)
     p.set_defaults(func=cmd_prior)
 
     p = sub.add_parser("stats", help="Table 1 and the data of Fig. 5 for a dataset")

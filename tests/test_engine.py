@@ -289,6 +289,29 @@ def test_run_folder_of_another_config_is_refused(trained):
         train(config_from_dict(other), run)
 
 
+def test_replace_stale_empties_a_folder_of_another_config_and_trains_afresh(tmp_path, trained):
+    """`--replace-stale` (what the workflow's rules pass): a folder trained with another config is
+    emptied but for its lock, and the run it then holds equals a fresh run of the new config."""
+    import shutil
+
+    run, values, _ = trained
+    stale = tmp_path / "stale"
+    shutil.copytree(run, stale)
+    (stale / "checkpoints" / "extra.pt").write_bytes(b"old")
+    other = json.loads(json.dumps(values))
+    other["train"]["lr"] = 0.5
+    other["train"]["max_epochs"] = 1
+    replaced = train(config_from_dict(other), stale, replace_stale=True)
+    fresh = train(config_from_dict(other), tmp_path / "fresh")
+    assert replaced["metrics"] == fresh["metrics"]
+    assert (stale / "test_metrics.json").read_bytes() == (tmp_path / "fresh" / "test_metrics.json").read_bytes()
+    assert not (stale / "checkpoints" / "extra.pt").exists() and (stale / ".lock").is_file()
+    assert yaml.safe_load((stale / "config.yaml").read_text())["train"]["lr"] == 0.5
+    assert len((stale / "epochs.csv").read_text().splitlines()) == 2  # header + the one epoch
+    # the same config again: nothing is emptied, the complete run is returned as it is
+    assert train(config_from_dict(other), stale, replace_stale=True)["metrics"] == fresh["metrics"]
+
+
 def test_result_neutral_keys_do_not_block_a_run_folder(trained):
     """A run folder accepts a config that differs only in keys of RESULT_NEUTRAL_KEYS (how the
     run executes: threads, folders, the ConvNet's speed-only paths); a result key still differs."""

@@ -523,6 +523,12 @@ def test_claims_report_rows_and_verdicts(tmp_path):
     assert n_models == 24
     assert "over these 24 models" in rp and "4.00 [3.34, 5.00] (48 degrees of freedom" in rp
     assert "met 0, not met 0, undetermined 24 of 24 models; the pooled s.d.: not met." in rp
+    # pooled per dataset: 14 TACoS models (28 df; chi-square 44.461 and 15.308), 4 of ActivityNet
+    # Captions and of Charades-STA VGG (8 df; 17.535 and 2.1797), 2 of I3D (4 df; 11.143 and 0.48442)
+    assert "| tacos | 14 | 4.00 [3.17, 5.41] | 28 | not met |" in rp
+    assert "| activitynet | 4 | 4.00 [2.70, 7.66] | 8 | not met |" in rp
+    assert "| charades-vgg | 4 | 4.00 [2.70, 7.66] | 8 | not met |" in rp
+    assert "| charades-i3d | 2 | 4.00 [2.40, 11.49] | 4 | undetermined |" in rp
     # two seeds a model: nothing is testable
     config["seeds"] = [0, 1]
     config["seed_sets"]["paired"] = [0, 1]

@@ -244,6 +244,23 @@ def copy_tree(tmp_path: Path) -> tuple[Path, object]:
     return work, run
 
 
+def test_a_changed_config_rewrites_the_run_config(tmp_path):
+    """A run config is rewritten (and what reads it rerun) when the config changes it, and only
+    then: its text is a params value Snakemake records."""
+    work, run = copy_tree(tmp_path)
+    target = "runs/smoke/configs/tacos-pln2-seed0.yaml"
+    made = run("--cores", "1", target, "--configfile", "config/smoke.yaml")
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+    assert "lr: 0.003" in (work / target).read_text()
+    same = run("-n", target, "--configfile", "config/smoke.yaml")
+    assert "Nothing to be done" in same.stdout + same.stderr
+    (work / "lr.yaml").write_text("base:\n  train:\n    lr: 0.001\n")
+    changed = run("-n", target, "--configfile", "config/smoke.yaml", "lr.yaml")
+    assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
+    assert "Params have changed" in changed.stdout + changed.stderr
+    assert job_counts(changed.stdout + changed.stderr).get("run_config") == 1
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(bool(os.environ.get("PLN_SKIP_SLOW")),
                     reason="PLN_SKIP_SLOW is set: the JSONL example workflow takes minutes")

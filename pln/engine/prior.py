@@ -31,12 +31,13 @@ def prior_cell_scores(gt: torch.Tensor, duration: torch.Tensor, n: int) -> torch
     return counts / max(len(gt), 1) * mask
 
 
-def run_prior(cfg: ExperimentConfig, out_dir: str | Path, wait: bool = False) -> dict[str, Any]:
+def run_prior(cfg: ExperimentConfig, out_dir: str | Path, wait: bool = False,
+              replace_stale: bool = False) -> dict[str, Any]:
     """Score the prior baseline on the test split; write test_metrics.json and predictions.csv
-    (the run folder locked as by ``pln train``)."""
+    (the run folder locked, and a stale one refused or replaced, as by ``pln train``)."""
     run = RunDir(Path(out_dir))
     with hold_run_lock(run.root, wait=wait):
-        check_same_experiment(run, cfg)
+        check_same_experiment(run, cfg, replace_stale)
         if run.is_complete():
             return run.read_test_metrics()
         save_config(cfg, run.config)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -11,8 +13,11 @@ import yaml
 
 from pln.config import RESULT_NEUTRAL_KEYS, ExperimentConfig, config_from_dict
 from pln.engine.checkpoint import config_differences
+from pln.engine.run_lock import LOCK_NAME
 from pln.digest import atomic_write_json_digested, verify_file
 from pln.errors import ConfigError, DataError
+
+log = logging.getLogger("pln.train")
 
 @dataclass(frozen=True)
 class RunDir:
@@ -155,20 +160,32 @@ def _strip_runtime(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_same_experiment(run: RunDir, cfg: ExperimentConfig) -> None:
-    """Refuse to resume a run folder that holds another experiment, naming the differences.
+def check_same_experiment(run: RunDir, cfg: ExperimentConfig, replace_stale: bool = False) -> None:
+    """Refuse to resume a run folder that holds another experiment, naming the differences; with
+    ``replace_stale``, empty the folder instead (all but its lock), so the run starts afresh.
 
     A folder without results (a run that failed before its first checkpoint, e.g. on a wrong
     feature path) holds nothing to protect: the corrected config simply replaces its config.
+    The caller holds the folder's lock (:func:`pln.engine.run_lock.hold_run_lock`).
     """
     if not run.config.is_file() or not run.has_results():
         return
     old = _strip_runtime(run.read_config().to_dict())
     new = _strip_runtime(cfg.to_dict())
     diffs = config_differences(old, new)
-    if diffs:
-        shown = "; ".join(d.replace("config has", "run has").replace("checkpoint has", "new config has")
-                          for d in diffs[:3])
+    if not diffs:
+        return
+    shown = "; ".join(d.replace("config has", "run has").replace("checkpoint has", "new config has")
+                      for d in diffs[:3])
+    if not replace_stale:
         raise ConfigError(
             f"{run.root} holds a run of another configuration ({shown}); "
-            "give another --out folder or delete that one")
+            "give another --out folder, delete that one, or pass --replace-stale")
+    log.warning("%s held a run of another configuration (%s); emptied, training afresh", run.root, shown)
+    for entry in run.root.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()

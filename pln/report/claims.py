@@ -106,6 +106,7 @@ def claims_spec(plan: Plan) -> dict[str, Any]:
     report = plan.config.get("report", {})
     return {**plan.meta(), "min_seeds": int(report.get("min_seeds_for_test", 3)),
             "seed_sd_target": report.get("seed_sd_target"),
+            "model_datasets": {name: model["dataset"] for name, model in plan.models.items()},
             "min_group_queries": int(plan.figure_spec("fig8")["min_count"]) if "fig8" in plan.figures else 30,
             "claims": claims,
             "outputs": plan.claims_outputs()}
@@ -380,8 +381,9 @@ def resolving_power_markdown(spec: dict[str, Any], claims: pd.DataFrame, metric:
     if target is not None:
         head, rule = head + f" s.d. <= {target:g} |", rule + "---|"
     out += [head + f" Query s.e. {metric} |", rule + "---|"]
-    groups, judged = [], []
+    groups, judged, datasets = [], [], []
     for model, runs in _claim_models(spec).items():
+        datasets.append(spec.get("model_datasets", {}).get(model, "?"))
         infos = [data.run_json(r["metrics"]) for r in runs]
         values = np.array([float(j["metrics"][j["default"]][metric]) for j in infos])
         groups.append(values)
@@ -407,10 +409,30 @@ def resolving_power_markdown(spec: dict[str, Any], claims: pd.DataFrame, metric:
             counts = ", ".join(f"{k} {judged.count(k)}" for k in (stats.SD_MET, stats.SD_NOT_MET, stats.SD_UNDETERMINED))
             out += [f"Against the target of {target:g}: {counts} of {len(judged)} models; the pooled s.d.: "
                     f"{stats.sd_target_verdict(pooled, target)}."]
+        out += _pooled_by_dataset(groups, datasets, metric, target)
     out += ["", "| Claim | MDE (points; claim 8: points of relative gain, %) | Verdict |", "|---|---|---|"]
     for _, r in claims.iterrows():
         out.append(f"| {r['id']} | {_num(r['mde'], False)} | {r['verdict']} |")
     return "\n".join(out) + "\n"
+
+
+def _pooled_by_dataset(groups: list[np.ndarray], datasets: list[str], metric: str,
+                       target: float | None) -> list[str]:
+    """Lines of a table: per dataset, the seed s.d. pooled over its models (one seed variance per
+    dataset assumed, more plausible than one for all) with its interval and judgement."""
+    lines = ["", f"Pooled seed s.d. of {metric} per dataset (one seed variance per dataset assumed):", "",
+             "| Dataset | Models | Pooled seed s.d. [95% CI] | Degrees of freedom |"
+             + (f" s.d. <= {target:g} |" if target is not None else ""),
+             "|---|---|---|---|" + ("---|" if target is not None else "")]
+    for dataset in dict.fromkeys(datasets):
+        members = [g for g, d in zip(groups, datasets) if d == dataset]
+        pooled = stats.pooled_seed_spread(members)
+        sd = f"{pooled.sd:.2f} {_sd_range(pooled)}" if pooled.df else "– (1 seed)"
+        row = f"| {dataset} | {len(members)} | {sd} | {pooled.df} |"
+        if target is not None:
+            row += f" {stats.sd_target_verdict(pooled, target) if pooled.df else '–'} |"
+        lines.append(row)
+    return lines
 
 
 def make_resolving_power(spec: dict[str, Any], claims_csv: str | Path, out: str | Path) -> None:

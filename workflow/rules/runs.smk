@@ -6,7 +6,9 @@ rule run_config:
     output:
         f"{RUNS}/configs/{{name}}.yaml",
     params:
-        text=lambda wildcards, output: run_config_text(PLAN.run_configs[wildcards.name], output[0]),
+        # A function of the wildcards alone: Snakemake records such params (not those that read
+        # `output`), so a changed config rewrites the file and reruns whatever reads it.
+        text=lambda wildcards: run_config_text(PLAN.run_configs[wildcards.name], PLAN.config_path(wildcards.name)),
     log:
         f"logs/{PLAN.setting}/configs/{{name}}.log",
     conda:
@@ -52,7 +54,7 @@ rule train:
     conda:
         "../envs/pln.yaml"
     shell:
-        "{params.pln} train {input.config:q} --out {params.run_dir:q} > {log:q} 2>&1"
+        "{params.pln} train {input.config:q} --out {params.run_dir:q} --replace-stale > {log:q} 2>&1"
 
 
 rule prior:
@@ -68,4 +70,4 @@ rule prior:
     conda:
         "../envs/pln.yaml"
     shell:
-        "{params.pln} baseline-prior {input.config:q} --out {params.run_dir:q} > {log:q} 2>&1"
+        "{params.pln} baseline-prior {input.config:q} --out {params.run_dir:q} --replace-stale > {log:q} 2>&1"
