@@ -183,3 +183,31 @@ def test_demo_steps_benchmark_times_both_map_backwards(tmp_path):
     assert row["bf16_speedup"] == pytest.approx(row["fast_ms"] / row["bf16_ms"], rel=1e-2)
     assert row["normalize_ms"] > 0 and row["torch_normalize_ms"] > 0
     assert "tiny-seed0" in proc.stdout and f"wrote {out}" in proc.stdout
+
+
+def test_val_slopes_reads_each_runs_curve(tmp_path):
+    """benchmarks/val_slopes.py on fake run folders: the least-squares slope of the last K val
+    values (hand-computed), the selected epoch and test value, one line for no runs."""
+    import json
+
+    curves = {("m-a", 0): [10, 20, 30, 31, 33, 35], ("m-a", 1): [5, 6, 8, 8, 8, 8], ("m-b", 0): [1, 2]}
+    for (model, seed), curve in curves.items():
+        run = tmp_path / "runs" / "toy" / model / f"seed{seed}"
+        run.mkdir(parents=True)
+        pd.DataFrame({"epoch": range(1, len(curve) + 1), "val_R1@0.5": curve}).to_csv(run / "epochs.csv", index=False)
+        (run / "test_metrics.json").write_text(json.dumps(
+            {"default": "stage2", "metrics": {"stage2": {"R1@0.5": 40.0 + seed}}, "run": {"selected_epoch": 3}}))
+    out = tmp_path / "slopes.csv"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "val_slopes.py"), "toy", "--last", "4",
+                           "--runs", str(tmp_path / "runs"), "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    frame = pd.read_csv(out).set_index(["model", "seed"])
+    # last 4 of m-a seed 0: 30, 31, 33, 35 -> slope (-1.5*30 - 0.5*31 + 0.5*33 + 1.5*35) / 5 = 1.7
+    assert frame.loc[("m-a", 0), "val_slope_last4"] == pytest.approx(1.7)
+    assert frame.loc[("m-a", 1), "val_slope_last4"] == pytest.approx(0.0)
+    assert frame.loc[("m-b", 0), "val_slope_last4"] == pytest.approx(1.0)  # the whole 2-point curve
+    assert frame.loc[("m-a", 1), "test_R1@0.5"] == 41.0 and frame.loc[("m-a", 0), "epochs_run"] == 6
+    assert "3 runs; median slope +1.000; positive in 67%" in proc.stdout
+    empty = subprocess.run([sys.executable, str(REPO / "benchmarks" / "val_slopes.py"), "none",
+                            "--runs", str(tmp_path / "runs")], capture_output=True, text=True)
+    assert empty.returncode == 2 and len(empty.stderr.strip().splitlines()) == 1 and "runs" in empty.stderr
