@@ -32,7 +32,7 @@ def _load(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from pln.engine.train import train
 
-    result = train(_load(args), args.out, wait=args.wait, replace_stale=args.replace_stale)
+    result = train(_load(args), args.out, wait=args.wait, replace_stale=args.replace_stale, extend=args.extend)
     key = result["default"]
     print(json.dumps({"run": str(args.out), "default": key, "metrics": result["metrics"][key]}, indent=2))
     return 0
@@ -194,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(p)
     p.add_argument("--out", required=True, help="run folder")
     add_folder_options(p)
+    p.add_argument("--extend", action="store_true",
+                   help="when the run folder holds a run of this configuration with a shorter "
+                        "train.max_epochs or train.stop_patience, continue it from its last epoch and "
+                        "test it again instead of stopping")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="recompute a run's metrics from its checkpoint")

@@ -312,6 +312,55 @@ def test_replace_stale_empties_a_folder_of_another_config_and_trains_afresh(tmp_
     assert train(config_from_dict(other), stale, replace_stale=True)["metrics"] == fresh["metrics"]
 
 
+def test_extend_continues_a_finished_run_with_a_longer_budget(tmp_path, trained):
+    """`--extend`: a finished 3-epoch run continued to 5 epochs equals a fresh 5-epoch run (same
+    epochs, same test file); without the flag, with a shorter budget or with another key changed
+    the folder is refused, naming the key."""
+    import shutil
+
+    import pandas as pd
+
+    run, values, _ = trained
+    longer = json.loads(json.dumps(values))
+    longer["train"]["max_epochs"] = 5
+    extended_dir = tmp_path / "extended"
+    shutil.copytree(run, extended_dir)
+    with pytest.raises(ConfigError, match="train.max_epochs.*--extend"):
+        train(config_from_dict(longer), extended_dir)
+    extended = train(config_from_dict(longer), extended_dir, extend=True)
+    fresh = train(config_from_dict(longer), tmp_path / "fresh")
+    assert extended["metrics"] == fresh["metrics"]
+    assert extended["run"]["epochs_run"] == 5
+    assert (extended_dir / "test_metrics.json").read_bytes() == (tmp_path / "fresh" / "test_metrics.json").read_bytes()
+    curves = [pd.read_csv(d / "epochs.csv").filter(regex="^(epoch|train_loss|val_(?!seconds))") for d in (extended_dir, tmp_path / "fresh")]
+    assert len(curves[0]) == 5 and curves[0].equals(curves[1])
+    assert yaml.safe_load((extended_dir / "config.yaml").read_text())["train"]["max_epochs"] == 5
+    shorter = json.loads(json.dumps(longer))
+    shorter["train"]["max_epochs"] = 4
+    with pytest.raises(ConfigError, match="train.max_epochs"):
+        train(config_from_dict(shorter), extended_dir, extend=True)
+    other = json.loads(json.dumps(longer))
+    other["train"].update(max_epochs=6, lr=0.5)
+    with pytest.raises(ConfigError, match="train.lr"):
+        train(config_from_dict(other), extended_dir, extend=True)
+
+
+def test_budget_extension_rule():
+    """Longer or equal max_epochs and stop_patience (None: no rule, the longest), nothing else."""
+    from pln.engine.run_dir import is_budget_extension
+
+    def cfg(max_epochs, patience, lr=1e-3):
+        return {"train": {"max_epochs": max_epochs, "stop_patience": patience, "lr": lr}, "model": {"hidden": 8}}
+
+    assert is_budget_extension(cfg(150, 10), cfg(150, 25))
+    assert is_budget_extension(cfg(150, 10), cfg(200, None))
+    assert is_budget_extension(cfg(150, 10), cfg(150, 10))
+    assert not is_budget_extension(cfg(150, 25), cfg(150, 10))
+    assert not is_budget_extension(cfg(150, None), cfg(150, 25))
+    assert not is_budget_extension(cfg(150, 10), cfg(100, 25))
+    assert not is_budget_extension(cfg(150, 10), cfg(150, 25, lr=3e-3))
+
+
 def test_result_neutral_keys_do_not_block_a_run_folder(trained):
     """A run folder accepts a config that differs only in keys of RESULT_NEUTRAL_KEYS (how the
     run executes: threads, folders, the ConvNet's speed-only paths); a result key still differs."""

@@ -160,9 +160,45 @@ def _strip_runtime(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_same_experiment(run: RunDir, cfg: ExperimentConfig, replace_stale: bool = False) -> None:
+# The keys that say how long a run trains. A config that differs from a run's only in a budget at
+# least as long continues that run (`pln train --extend`): the epochs already trained are the same.
+BUDGET_KEYS: tuple[tuple[str, str], ...] = (("train", "max_epochs"), ("train", "stop_patience"))
+
+
+def _budget(values: dict[str, Any]) -> tuple[float, float]:
+    """``(max_epochs, stop_patience)`` of a config dict; no patience rule counts as infinite."""
+    patience = values["train"].get("stop_patience")
+    return float(values["train"]["max_epochs"]), float("inf") if patience is None else float(patience)
+
+
+def is_budget_extension(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether config dict ``new`` equals ``old`` but for a budget (:data:`BUDGET_KEYS`) that is
+    nowhere shorter: a run of ``old`` is then the first part of a run of ``new``."""
+    def rest(values: dict[str, Any]) -> dict[str, Any]:
+        out = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
+        for section, key in BUDGET_KEYS:
+            out[section].pop(key, None)
+        return out
+
+    if config_differences(rest(old), rest(new)):
+        return False
+    return all(n >= o for o, n in zip(_budget(old), _budget(new)))
+
+
+def _reopen_for_more_epochs(run: RunDir) -> None:
+    """Remove a run's test outputs (the completeness mark first, so that a kill in between leaves
+    a run that resumes), keeping its checkpoints and epoch history: training then resumes from
+    ``last.pt`` and the run is tested again at its (possibly new) best epoch."""
+    for path in (run.test_metrics, run.predictions, run.predictions_jsonl, run.score_maps):
+        path.unlink(missing_ok=True)
+
+
+def check_same_experiment(run: RunDir, cfg: ExperimentConfig, replace_stale: bool = False,
+                          extend: bool = False) -> None:
     """Refuse to resume a run folder that holds another experiment, naming the differences; with
-    ``replace_stale``, empty the folder instead (all but its lock), so the run starts afresh.
+    ``replace_stale``, empty the folder instead (all but its lock), so the run starts afresh. With
+    ``extend``, a run whose config differs only in a longer budget (:func:`is_budget_extension`)
+    is reopened and continued from its last epoch instead.
 
     A folder without results (a run that failed before its first checkpoint, e.g. on a wrong
     feature path) holds nothing to protect: the corrected config simply replaces its config.
@@ -175,12 +211,20 @@ def check_same_experiment(run: RunDir, cfg: ExperimentConfig, replace_stale: boo
     diffs = config_differences(old, new)
     if not diffs:
         return
+    if extend and is_budget_extension(old, new):
+        if not run.last.is_file():
+            raise ConfigError(f"{run.root}: no {RunDir.CHECKPOINTS}/{RunDir.LAST} to continue from; train it "
+                              "afresh (--replace-stale) or give another --out folder")
+        log.info("%s: continuing with a longer budget (%s)", run.root, "; ".join(diffs))
+        _reopen_for_more_epochs(run)
+        return
     shown = "; ".join(d.replace("config has", "run has").replace("checkpoint has", "new config has")
                       for d in diffs[:3])
     if not replace_stale:
         raise ConfigError(
             f"{run.root} holds a run of another configuration ({shown}); "
-            "give another --out folder, delete that one, or pass --replace-stale")
+            "give another --out folder, delete that one, or pass --replace-stale (or --extend, for "
+            "a longer train.max_epochs or train.stop_patience alone)")
     log.warning("%s held a run of another configuration (%s); emptied, training afresh", run.root, shown)
     for entry in run.root.iterdir():
         if entry.name == LOCK_NAME:

@@ -189,16 +189,18 @@ def _write_epochs(run: RunDir, history: list[dict[str, Any]]) -> None:
 
 
 def train(cfg: ExperimentConfig, out_dir: str | Path, wait: bool = False,
-          replace_stale: bool = False) -> dict[str, Any]:
+          replace_stale: bool = False, extend: bool = False) -> dict[str, Any]:
     """Train (or resume, or do nothing for a finished run) and return the test metrics.
 
     The run folder is locked for the whole call (:mod:`pln.engine.run_lock`): another process
     on it is refused, or with ``wait`` queued behind this one. A folder holding a run of another
-    configuration is refused, or with ``replace_stale`` emptied and trained afresh.
+    configuration is refused, or with ``replace_stale`` emptied and trained afresh; with
+    ``extend``, a run of the same configuration but a shorter budget (``train.max_epochs``,
+    ``train.stop_patience``) is continued from its last epoch and tested again.
     """
     run = RunDir(Path(out_dir))
     with hold_run_lock(run.root, wait=wait):
-        check_same_experiment(run, cfg, replace_stale)
+        check_same_experiment(run, cfg, replace_stale, extend)
         if run.is_complete():
             log.info("%s is complete; nothing to do", run.root)
             return run.read_test_metrics()

@@ -1,0 +1,229 @@
+"""How much of a setting's seed spread is its stopping rule? Each run of the chosen datasets is
+trained under the setting's own rule (``runs/<setting>/<model>/seed<k>``, the training rule's
+command; a finished run is left as it is), then a copy of it is continued with a longer
+``train.stop_patience`` (``pln train --extend``: the same epochs, then more) into
+``runs/<setting>-patience<P>/<model>/seed<k>``. Both are tested at their best val epoch.
+
+Per model it prints the seed s.d. of test R1@0.5 under both rules with its 95% interval (chi-square,
+:func:`pln.stats.seed_spread`, as on the resolving-power page), then the s.d. pooled per dataset
+(:func:`pln.stats.pooled_seed_spread`), and writes one row per run to
+``results/benchmarks/patience<P>-<setting>.csv``. A sensitivity check, not the setting's rule:
+the setting's tables and claims keep reading ``runs/<setting>/``.
+
+    python benchmarks/patience_check.py demo-plateau --patience 25 --datasets charades-vgg charades-i3d --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pln import stats
+from pln.config import config_from_dict
+from pln.engine.run_dir import RunDir
+from pln.engine.run_lock import LOCK_NAME
+from pln.plan.jobs import run_config_text
+from pln.plan.loading import load_snakemake_config
+from pln.plan.plan import Plan, Run
+from pln.utils import atomic_write, atomic_write_text
+
+METRIC = "R1@0.5"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run under both rules: its model, dataset, seed, budget, config files and folders."""
+
+    run: Run
+    dataset: str
+    max_epochs: int
+    setting_patience: int
+    patience: int
+    base_config: Path
+    base_dir: Path
+    long_config: Path
+    long_dir: Path
+
+
+def plan_jobs(plan: Plan, patience: int, datasets: list[str] | None) -> list[Job]:
+    """The trained runs of the setting's used models (of ``datasets``, default all), each with its
+    run config as the workflow writes it and the same config with ``stop_patience`` = ``patience``
+    (both written under ``runs/<setting>-patience<P>/configs/``). Raises ``SystemExit`` with one
+    line when the setting has no patience rule or ``patience`` is not longer than its."""
+    root = Path(f"{plan.runs_root}-patience{patience}")
+    jobs = []
+    for model in plan.used_models():
+        if plan.kind(model) != "train" or (datasets and plan.models[model]["dataset"] not in datasets):
+            continue
+        for run in plan.runs(model):
+            name = plan.config_name(run)
+            values = plan.run_configs[name]
+            own = values.get("train", {}).get("stop_patience")
+            if own is None or patience <= own:
+                raise SystemExit(f"patience_check: {plan.setting_file}: {name} has train.stop_patience {own}; "
+                                 f"--patience must be longer than the setting's rule")
+            longer = {**values, "train": {**values["train"], "stop_patience": patience}}
+            jobs.append(Job(run, plan.models[model]["dataset"], int(values["train"]["max_epochs"]), int(own),
+                            patience, root / "configs" / f"{name}-setting.yaml", Path(plan.run_dir(run)),
+                            root / "configs" / f"{name}.yaml", root / run.model / f"seed{run.seed}"))
+            for path, config in ((jobs[-1].base_config, values), (jobs[-1].long_config, longer)):
+                atomic_write_text(path, run_config_text(config, path))
+    return jobs
+
+
+def run_cost(values: dict) -> int:
+    """A rough cost of one epoch of a run config, to start the longest runs first: the map cells
+    of its stages times its ConvNet's layers and kernel area."""
+    model = config_from_dict(values).model
+    return sum(n * n for n in model.clips) * model.conv_layers * model.conv_kernel ** 2
+
+
+def _pln(*args: str | Path, log: Path) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as fh:
+        done = subprocess.run([sys.executable, "-m", "pln.cli", *map(str, args)], stdout=fh, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise RuntimeError(f"pln {args[0]} {args[1]} failed (exit {done.returncode}); see {log}")
+
+
+def copy_run(src: Path, dst: Path) -> None:
+    """Copy a finished run folder (all but its lock) to ``dst``, unless ``dst`` holds results already."""
+    if RunDir(dst).has_results():
+        return
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(LOCK_NAME), dirs_exist_ok=True)
+
+
+def run_job(job: Job, logs: Path) -> dict[str, float]:
+    """Train ``job`` under the setting's rule (a no-op when finished), then continue a copy with the
+    longer patience; the wall seconds of each step."""
+    name = f"{job.run.model}/seed{job.run.seed}"
+    t0 = time.perf_counter()
+    _pln("train", job.base_config, "--out", job.base_dir, "--replace-stale", log=logs / f"{name}.setting.log")
+    t1 = time.perf_counter()
+    copy_run(job.base_dir, job.long_dir)
+    _pln("train", job.long_config, "--out", job.long_dir, "--extend", log=logs / f"{name}.log")
+    return {"seconds_setting": t1 - t0, "seconds_extension": time.perf_counter() - t1}
+
+
+def _result(run_dir: Path) -> dict[str, float]:
+    result = RunDir(run_dir).read_test_metrics()
+    info = result.get("run", {})
+    return {"epochs_run": info.get("epochs_run"), "selected_epoch": info.get("selected_epoch"),
+            "test": float(result["metrics"][result["default"]][METRIC]), "test_queries": info.get("test_queries")}
+
+
+def result_rows(jobs: list[Job]) -> pd.DataFrame:
+    """One row per run: model, dataset, seed, and per rule its epochs run, selected epoch and
+    test R1@0.5 (``setting_*`` under the setting's patience, ``long_*`` under the longer one)."""
+    rows = []
+    for job in jobs:
+        base, long = _result(job.base_dir), _result(job.long_dir)
+        rows.append({"model": job.run.model, "dataset": job.dataset, "seed": job.run.seed,
+                     "test_queries": long["test_queries"], "max_epochs": job.max_epochs,
+                     "setting_patience": job.setting_patience,
+                     **{f"setting_{k}": v for k, v in base.items() if k != "test_queries"},
+                     "long_patience": job.patience,
+                     **{f"long_{k}": v for k, v in long.items() if k != "test_queries"}})
+    frame = pd.DataFrame(rows)
+    return frame.rename(columns={"setting_test": f"setting_test_{METRIC}", "long_test": f"long_test_{METRIC}"})
+
+
+def merge_rows(csv: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the rows of an earlier ``csv`` of the same check (other datasets, other
+    models) that it does not replace, so that a check run dataset by dataset ends in one table."""
+    if not csv.is_file():
+        return frame
+    old = pd.read_csv(csv)
+    keep = ~old.set_index(["model", "seed"]).index.isin(frame.set_index(["model", "seed"]).index)
+    return pd.concat([old[keep], frame], ignore_index=True)
+
+
+def _sd(spread: stats.Spread) -> str:
+    return f"{spread.sd:5.2f} [{spread.low:.2f}, {spread.high:.2f}]" if spread.df else "  –  (1 seed)"
+
+
+def summary_lines(frame: pd.DataFrame, target: float | None = None) -> list[str]:
+    """Per model and per dataset, the seed s.d. of test R1@0.5 under both rules (and, with
+    ``target``, each judged against it: met / not met / undetermined)."""
+    cols = {"setting": f"setting_test_{METRIC}", "long": f"long_test_{METRIC}"}
+    patience = {k: int(frame[f"{k}_patience"].iloc[0]) for k in cols}
+
+    def judged(spread: stats.Spread) -> str:
+        return f" {stats.sd_target_verdict(spread, target):12s}" if target is not None and spread.df else ""
+
+    lines = [f"Seed s.d. of test {METRIC} [95% CI], patience {patience['setting']} (the setting's) -> "
+             f"{patience['long']}; per seed: test {METRIC} (selected epoch / epochs run)"]
+    for model, group in frame.groupby("model", sort=False):
+        cells = {k: ", ".join(f"{v:.1f} ({e}/{n})" for v, e, n in
+                              zip(group[c], group[f"{k}_selected_epoch"], group[f"{k}_epochs_run"]))
+                 for k, c in cols.items()}
+        spreads = {k: stats.seed_spread(group[c].to_numpy(dtype=np.float64)) for k, c in cols.items()}
+        lines.append(f"  {model:24s} {_sd(spreads['setting'])}{judged(spreads['setting'])} -> "
+                     f"{_sd(spreads['long'])}{judged(spreads['long'])}")
+        lines.append(f"  {'':24s}   {cells['setting']}  ->  {cells['long']}")
+    lines.append("Pooled per dataset (one seed variance per dataset assumed):")
+    for dataset, group in frame.groupby("dataset", sort=False):
+        spreads = {k: stats.pooled_seed_spread([g[c].to_numpy(dtype=np.float64) for _, g in group.groupby("model")])
+                   for k, c in cols.items()}
+        lines.append(f"  {dataset:24s} {_sd(spreads['setting'])}{judged(spreads['setting'])} -> "
+                     f"{_sd(spreads['long'])}{judged(spreads['long'])} ({spreads['long'].df} df, "
+                     f"{group['model'].nunique()} models)")
+    at_cap = int((frame["long_epochs_run"] >= frame["max_epochs"]).sum())
+    lines.append(f"{len(frame)} runs; with patience {patience['long']}, {at_cap} ran to the cap of epochs; "
+                 f"the selected epoch moved in {int((frame['long_selected_epoch'] != frame['setting_selected_epoch']).sum())}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("setting", help="a setting with a patience rule, e.g. demo-plateau")
+    parser.add_argument("--patience", type=int, required=True, help="the longer train.stop_patience")
+    parser.add_argument("--datasets", nargs="*", help="datasets of the setting (default: all)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs side by side (default 1)")
+    parser.add_argument("--configfile", help="the setting's overlay (default config/<setting>.yaml)")
+    parser.add_argument("--out", help="CSV (default results/benchmarks/patience<P>-<setting>.csv)")
+    args = parser.parse_args(argv)
+    configfile = Path(args.configfile or f"config/{args.setting}.yaml")
+    if not configfile.is_file():
+        parser.error(f"{configfile} not found; give the setting's overlay with --configfile")
+    plan = Plan(load_snakemake_config([configfile]))
+    unknown = sorted(set(args.datasets or []) - set(plan.datasets))
+    if unknown:
+        parser.error(f"unknown datasets {', '.join(unknown)} (the setting has: {', '.join(plan.datasets)})")
+    jobs = plan_jobs(plan, args.patience, args.datasets)
+    if not jobs:
+        print(f"patience_check: no trained model of {', '.join(args.datasets or [])} is used by {configfile}",
+              file=sys.stderr)
+        return 2
+    # The datasets first, one at a time, so that no two runs generate the same one.
+    for dataset in dict.fromkeys(job.dataset for job in jobs):
+        first = next(job for job in jobs if job.dataset == dataset)
+        _pln("generate", first.base_config, log=Path(f"logs/{plan.setting}-patience{args.patience}/generate-{dataset}.log"))
+    jobs.sort(key=lambda job: -run_cost(plan.run_configs[plan.config_name(job.run)]))  # costliest first
+    logs = Path(f"logs/{plan.setting}-patience{args.patience}/train")
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        seconds = list(pool.map(lambda job: run_job(job, logs), jobs))
+    frame = result_rows(jobs)
+    frame = pd.concat([frame, pd.DataFrame(seconds).round(1)], axis=1)
+    out = Path(args.out or f"results/benchmarks/patience{args.patience}-{plan.setting}.csv")
+    frame = merge_rows(out, frame)
+    atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
+    target = plan.config.get("report", {}).get("seed_sd_target")
+    print("\n".join(summary_lines(frame, None if target is None else float(target))))
+    print(f"{len(jobs)} runs in {time.perf_counter() - start:.0f} s with {args.jobs} side by side; written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
