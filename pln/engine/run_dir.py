@@ -14,7 +14,7 @@ import yaml
 from pln.config import RESULT_NEUTRAL_KEYS, ExperimentConfig, config_from_dict
 from pln.engine.checkpoint import config_differences
 from pln.engine.run_lock import LOCK_NAME
-from pln.digest import atomic_write_json_digested, verify_file
+from pln.digest import atomic_write_json_digested, sidecar, verify_file
 from pln.errors import ConfigError, DataError
 
 log = logging.getLogger("pln.train")
@@ -191,6 +191,7 @@ def _reopen_for_more_epochs(run: RunDir) -> None:
     ``last.pt`` and the run is tested again at its (possibly new) best epoch."""
     for path in (run.test_metrics, run.predictions, run.predictions_jsonl, run.score_maps):
         path.unlink(missing_ok=True)
+        sidecar(path).unlink(missing_ok=True)
 
 
 def check_same_experiment(run: RunDir, cfg: ExperimentConfig, replace_stale: bool = False,
