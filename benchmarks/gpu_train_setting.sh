@@ -75,11 +75,11 @@ order=$("$python" - "$configs" <<'EOF'
 import sys
 from pathlib import Path
 from pln.config import load_config
+from pln.plan.jobs import epoch_cost
 rows = []
 for path in Path(sys.argv[1]).glob("*-seed*.yaml"):
     try:
-        m = load_config(path).model
-        cost = sum(n * n for n in m.clips) * m.conv_layers * m.conv_kernel ** 2
+        cost = epoch_cost(load_config(path).model)
     except Exception:  # pln train says what is wrong with it, in the run's log
         cost = 0
     rows.append((-cost, path.name))

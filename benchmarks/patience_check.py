@@ -16,7 +16,6 @@ the setting's tables and claims keep reading ``runs/<setting>/``.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from pln import stats
 from pln.config import config_from_dict
 from pln.engine.run_dir import RunDir
 from pln.engine.run_lock import LOCK_NAME
-from pln.plan.jobs import run_config_text
+from pln.plan.jobs import epoch_cost, run_config_text
 from pln.plan.loading import load_snakemake_config
 from pln.plan.plan import Plan, Run
 from pln.utils import atomic_write, atomic_write_text
@@ -79,13 +78,6 @@ def plan_jobs(plan: Plan, patience: int, datasets: list[str] | None) -> list[Job
             for path, config in ((jobs[-1].base_config, values), (jobs[-1].long_config, longer)):
                 atomic_write_text(path, run_config_text(config, path))
     return jobs
-
-
-def run_cost(values: dict) -> int:
-    """A rough cost of one epoch of a run config, to start the longest runs first: the map cells
-    of its stages times its ConvNet's layers and kernel area."""
-    model = config_from_dict(values).model
-    return sum(n * n for n in model.clips) * model.conv_layers * model.conv_kernel ** 2
 
 
 def _pln(*args: str | Path, log: Path) -> None:
@@ -209,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in dict.fromkeys(job.dataset for job in jobs):
         first = next(job for job in jobs if job.dataset == dataset)
         _pln("generate", first.base_config, log=Path(f"logs/{plan.setting}-patience{args.patience}/generate-{dataset}.log"))
-    jobs.sort(key=lambda job: -run_cost(plan.run_configs[plan.config_name(job.run)]))  # costliest first
+    jobs.sort(key=lambda job: -epoch_cost(config_from_dict(plan.run_configs[plan.config_name(job.run)]).model))  # costliest first
     logs = Path(f"logs/{plan.setting}-patience{args.patience}/train")
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:

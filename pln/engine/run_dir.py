@@ -152,12 +152,18 @@ def query_counts(test_ds) -> dict[str, int]:
     return {"test_queries": len(test_ds), "test_split_queries": int(test_ds.report["quirks"]["pairs_read"])}
 
 
-def _strip_runtime(values: dict[str, Any]) -> dict[str, Any]:
+def _without(values: dict[str, Any], keys: frozenset[tuple[str, str]] | tuple[tuple[str, str], ...]
+             ) -> dict[str, Any]:
+    """A copy of config dict ``values`` without the ``(section, key)`` entries ``keys``."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
-    for section, key in RESULT_NEUTRAL_KEYS:
+    for section, key in keys:
         if isinstance(out.get(section), dict):
             out[section].pop(key, None)
     return out
+
+
+def _strip_runtime(values: dict[str, Any]) -> dict[str, Any]:
+    return _without(values, RESULT_NEUTRAL_KEYS)
 
 
 # The keys that say how long a run trains. A config that differs from a run's only in a budget at
@@ -174,13 +180,7 @@ def _budget(values: dict[str, Any]) -> tuple[float, float]:
 def is_budget_extension(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether config dict ``new`` equals ``old`` but for a budget (:data:`BUDGET_KEYS`) that is
     nowhere shorter: a run of ``old`` is then the first part of a run of ``new``."""
-    def rest(values: dict[str, Any]) -> dict[str, Any]:
-        out = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
-        for section, key in BUDGET_KEYS:
-            out[section].pop(key, None)
-        return out
-
-    if config_differences(rest(old), rest(new)):
+    if config_differences(_without(old, BUDGET_KEYS), _without(new, BUDGET_KEYS)):
         return False
     return all(n >= o for o, n in zip(_budget(old), _budget(new)))
 
@@ -189,9 +189,9 @@ def _reopen_for_more_epochs(run: RunDir) -> None:
     """Remove a run's test outputs (the completeness mark first, so that a kill in between leaves
     a run that resumes), keeping its checkpoints and epoch history: training then resumes from
     ``last.pt`` and the run is tested again at its (possibly new) best epoch."""
-    for path in (run.test_metrics, run.predictions, run.predictions_jsonl, run.score_maps):
-        path.unlink(missing_ok=True)
-        sidecar(path).unlink(missing_ok=True)
+    for name in (*RunDir.TRAIN_RESULTS, RunDir.PREDICTIONS_JSONL):  # TRAIN_RESULTS: test_metrics.json first
+        (run.root / name).unlink(missing_ok=True)
+        sidecar(run.root / name).unlink(missing_ok=True)
 
 
 def check_same_experiment(run: RunDir, cfg: ExperimentConfig, replace_stale: bool = False,

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pln.config import config_from_dict
+from pln.config import ModelConfig, config_from_dict
 
 
 def pln_command(configured: str | None) -> str:
@@ -35,3 +35,9 @@ def run_config_text(values: dict[str, Any], path: str | Path) -> str:
 def setting_mark_path(tables_dir: str) -> str:
     """The marker of the setting that built the shared tables and figures (``results/.setting``)."""
     return os.path.join(os.path.dirname(tables_dir) or ".", ".setting")
+
+
+def epoch_cost(model: ModelConfig) -> int:
+    """A rough cost of one training epoch of a run's model, to start the longest runs first: the
+    map cells of its stages times its ConvNet's layers and kernel area."""
+    return sum(n * n for n in model.clips) * model.conv_layers * model.conv_kernel ** 2
