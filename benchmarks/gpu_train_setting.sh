@@ -97,7 +97,7 @@ train_one() {  # train_one FILE: the training rule's command for one run config
   seed=${name##*-seed}
   start=$SECONDS
   mkdir -p "logs/$setting/train/$model"
-  "$python" -m pln.cli train "$configs/$file" --out "$runs/$model/seed$seed" --replace-stale "${sets[@]}" \
+  "$python" -m pln.cli train "$configs/$file" --out "$runs/$model/seed$seed" --replace-stale --extend "${sets[@]}" \
     > "logs/$setting/train/$model/seed$seed.log" 2>&1
   local rc=$? status=ok
   ((rc == 0)) || status=FAILED

@@ -10,17 +10,14 @@ Per model it prints the seed s.d. of test R1@0.5 under both rules with its 95% i
 ``results/benchmarks/patience<P>-<setting>.csv``. A sensitivity check, not the setting's rule:
 the setting's tables and claims keep reading ``runs/<setting>/``.
 
-    python benchmarks/patience_check.py demo-plateau --patience 25 --datasets charades-vgg charades-i3d --jobs 2
+    python benchmarks/patience_check.py demo-plateau --patience 40 --datasets charades-vgg charades-i3d --jobs 2
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,15 +25,11 @@ import numpy as np
 import pandas as pd
 
 from pln import stats
-from pln.config import config_from_dict
-from pln.engine.run_dir import RunDir
-from pln.engine.run_lock import LOCK_NAME
-from pln.plan.jobs import epoch_cost, run_config_text
-from pln.plan.loading import load_snakemake_config
+from pln.bench.side_runs import (METRIC, add_setting_arguments, copy_run, format_spread, load_setting, pln_call,
+                                 run_result, save_rows, train_jobs, train_run)
+from pln.plan.jobs import run_config_text
 from pln.plan.plan import Plan, Run
-from pln.utils import atomic_write, atomic_write_text
-
-METRIC = "R1@0.5"
+from pln.utils import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -80,38 +73,16 @@ def plan_jobs(plan: Plan, patience: int, datasets: list[str] | None) -> list[Job
     return jobs
 
 
-def _pln(*args: str | Path, log: Path) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as fh:
-        done = subprocess.run([sys.executable, "-m", "pln.cli", *map(str, args)], stdout=fh, stderr=subprocess.STDOUT)
-    if done.returncode:
-        raise RuntimeError(f"pln {args[0]} {args[1]} failed (exit {done.returncode}); see {log}")
-
-
-def copy_run(src: Path, dst: Path) -> None:
-    """Copy a finished run folder (all but its lock) to ``dst``, unless ``dst`` holds results already."""
-    if RunDir(dst).has_results():
-        return
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(LOCK_NAME), dirs_exist_ok=True)
-
-
 def run_job(job: Job, logs: Path) -> dict[str, float]:
     """Train ``job`` under the setting's rule (a no-op when finished), then continue a copy with the
     longer patience; the wall seconds of each step."""
     name = f"{job.run.model}/seed{job.run.seed}"
     t0 = time.perf_counter()
-    _pln("train", job.base_config, "--out", job.base_dir, "--replace-stale", log=logs / f"{name}.setting.log")
+    train_run(job.base_config, job.base_dir, logs / f"{name}.setting.log")
     t1 = time.perf_counter()
     copy_run(job.base_dir, job.long_dir)
-    _pln("train", job.long_config, "--out", job.long_dir, "--extend", log=logs / f"{name}.log")
+    pln_call("train", job.long_config, "--out", job.long_dir, "--extend", log=logs / f"{name}.log")
     return {"seconds_setting": t1 - t0, "seconds_extension": time.perf_counter() - t1}
-
-
-def _result(run_dir: Path) -> dict[str, float]:
-    result = RunDir(run_dir).read_test_metrics()
-    info = result.get("run", {})
-    return {"epochs_run": info.get("epochs_run"), "selected_epoch": info.get("selected_epoch"),
-            "test": float(result["metrics"][result["default"]][METRIC]), "test_queries": info.get("test_queries")}
 
 
 def result_rows(jobs: list[Job]) -> pd.DataFrame:
@@ -119,7 +90,7 @@ def result_rows(jobs: list[Job]) -> pd.DataFrame:
     test R1@0.5 (``setting_*`` under the setting's patience, ``long_*`` under the longer one)."""
     rows = []
     for job in jobs:
-        base, long = _result(job.base_dir), _result(job.long_dir)
+        base, long = run_result(job.base_dir), run_result(job.long_dir)
         rows.append({"model": job.run.model, "dataset": job.dataset, "seed": job.run.seed,
                      "test_queries": long["test_queries"], "max_epochs": job.max_epochs,
                      "setting_patience": job.setting_patience,
@@ -128,20 +99,6 @@ def result_rows(jobs: list[Job]) -> pd.DataFrame:
                      **{f"long_{k}": v for k, v in long.items() if k != "test_queries"}})
     frame = pd.DataFrame(rows)
     return frame.rename(columns={"setting_test": f"setting_test_{METRIC}", "long_test": f"long_test_{METRIC}"})
-
-
-def merge_rows(csv: Path, frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with the rows of an earlier ``csv`` of the same check (other datasets, other
-    models) that it does not replace, so that a check run dataset by dataset ends in one table."""
-    if not csv.is_file():
-        return frame
-    old = pd.read_csv(csv)
-    keep = ~old.set_index(["model", "seed"]).index.isin(frame.set_index(["model", "seed"]).index)
-    return pd.concat([old[keep], frame], ignore_index=True)
-
-
-def _sd(spread: stats.Spread) -> str:
-    return f"{spread.sd:5.2f} [{spread.low:.2f}, {spread.high:.2f}]" if spread.df else "  –  (1 seed)"
 
 
 def summary_lines(frame: pd.DataFrame, target: float | None = None) -> list[str]:
@@ -160,15 +117,15 @@ def summary_lines(frame: pd.DataFrame, target: float | None = None) -> list[str]
                               zip(group[c], group[f"{k}_selected_epoch"], group[f"{k}_epochs_run"]))
                  for k, c in cols.items()}
         spreads = {k: stats.seed_spread(group[c].to_numpy(dtype=np.float64)) for k, c in cols.items()}
-        lines.append(f"  {model:24s} {_sd(spreads['setting'])}{judged(spreads['setting'])} -> "
-                     f"{_sd(spreads['long'])}{judged(spreads['long'])}")
+        lines.append(f"  {model:24s} {format_spread(spreads['setting'])}{judged(spreads['setting'])} -> "
+                     f"{format_spread(spreads['long'])}{judged(spreads['long'])}")
         lines.append(f"  {'':24s}   {cells['setting']}  ->  {cells['long']}")
     lines.append("Pooled per dataset (one seed variance per dataset assumed):")
     for dataset, group in frame.groupby("dataset", sort=False):
         spreads = {k: stats.pooled_seed_spread([g[c].to_numpy(dtype=np.float64) for _, g in group.groupby("model")])
                    for k, c in cols.items()}
-        lines.append(f"  {dataset:24s} {_sd(spreads['setting'])}{judged(spreads['setting'])} -> "
-                     f"{_sd(spreads['long'])}{judged(spreads['long'])} ({spreads['long'].df} df, "
+        lines.append(f"  {dataset:24s} {format_spread(spreads['setting'])}{judged(spreads['setting'])} -> "
+                     f"{format_spread(spreads['long'])}{judged(spreads['long'])} ({spreads['long'].df} df, "
                      f"{group['model'].nunique()} models)")
     at_cap = int((frame["long_epochs_run"] >= frame["max_epochs"]).sum())
     lines.append(f"{len(frame)} runs; with patience {patience['long']}, {at_cap} ran to the cap of epochs; "
@@ -181,39 +138,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("setting", help="a setting with a patience rule, e.g. demo-plateau")
     parser.add_argument("--patience", type=int, required=True, help="the longer train.stop_patience")
     parser.add_argument("--datasets", nargs="*", help="datasets of the setting (default: all)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs side by side (default 1)")
-    parser.add_argument("--configfile", help="the setting's overlay (default config/<setting>.yaml)")
-    parser.add_argument("--out", help="CSV (default results/benchmarks/patience<P>-<setting>.csv)")
+    add_setting_arguments(parser, "results/benchmarks/patience<P>-<setting>.csv")
     args = parser.parse_args(argv)
-    configfile = Path(args.configfile or f"config/{args.setting}.yaml")
-    if not configfile.is_file():
-        parser.error(f"{configfile} not found; give the setting's overlay with --configfile")
-    plan = Plan(load_snakemake_config([configfile]))
+    plan = load_setting(parser, args)
     unknown = sorted(set(args.datasets or []) - set(plan.datasets))
     if unknown:
         parser.error(f"unknown datasets {', '.join(unknown)} (the setting has: {', '.join(plan.datasets)})")
     jobs = plan_jobs(plan, args.patience, args.datasets)
     if not jobs:
-        print(f"patience_check: no trained model of {', '.join(args.datasets or [])} is used by {configfile}",
+        print(f"patience_check: no trained model of {', '.join(args.datasets or [])} is used by {plan.setting_file}",
               file=sys.stderr)
         return 2
-    # The datasets first, one at a time, so that no two runs generate the same one.
-    for dataset in dict.fromkeys(job.dataset for job in jobs):
-        first = next(job for job in jobs if job.dataset == dataset)
-        _pln("generate", first.base_config, log=Path(f"logs/{plan.setting}-patience{args.patience}/generate-{dataset}.log"))
-    jobs.sort(key=lambda job: -epoch_cost(config_from_dict(plan.run_configs[plan.config_name(job.run)]).model))  # costliest first
-    logs = Path(f"logs/{plan.setting}-patience{args.patience}/train")
-    start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        seconds = list(pool.map(lambda job: run_job(job, logs), jobs))
-    frame = result_rows(jobs)
-    frame = pd.concat([frame, pd.DataFrame(seconds).round(1)], axis=1)
+    jobs, seconds, wall = train_jobs(plan, jobs, f"patience{args.patience}", run_job, args.jobs)
     out = Path(args.out or f"results/benchmarks/patience{args.patience}-{plan.setting}.csv")
-    frame = merge_rows(out, frame)
-    atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
+    frame = save_rows(out, pd.concat([result_rows(jobs), seconds], axis=1))
     target = plan.config.get("report", {}).get("seed_sd_target")
     print("\n".join(summary_lines(frame, None if target is None else float(target))))
-    print(f"{len(jobs)} runs in {time.perf_counter() - start:.0f} s with {args.jobs} side by side; written to {out}")
+    print(f"{len(jobs)} runs in {wall:.0f} s with {args.jobs} side by side; written to {out}")
     return 0
 
 

@@ -42,7 +42,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import chdtri, stdtrit
+from scipy.special import chdtri, fdtri, stdtrit
 
 METHOD_T = "variance components + Welch-Satterthwaite t"
 METHOD_PIVOT = "variance components + generalized pivot"
@@ -458,6 +458,39 @@ def pooled_seed_spread(groups: list[np.ndarray], *, level: float = 0.95) -> Spre
             df += x.size - 1
             ss += float(((x - x.mean()) ** 2).sum())
     return _sd_interval(ss / df if df else math.nan, df, level)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A ratio of two estimates with its interval."""
+
+    ratio: float
+    low: float
+    high: float
+
+
+def variance_ratio(a: Spread, b: Spread, *, level: float = 0.95) -> Ratio:
+    """The ratio of two independent pooled seed variances, ``a.sd^2 / b.sd^2``, with its ``level``
+    interval by the F distribution with ``(a.df, b.df)`` degrees of freedom:
+    ``[R / F_{(1+level)/2}, R / F_{(1-level)/2}]`` (normal seed-to-seed variation assumed). With
+    14 and 14 degrees of freedom at 95% the interval runs from 0.34 to 2.98 times ``R``."""
+    if a.df < 1 or b.df < 1:
+        return Ratio(math.nan, math.nan, math.nan)
+    r = float(a.sd ** 2 / b.sd ** 2)
+    alpha = 1.0 - level
+    # fdtri(dfn, dfd, p) is the F quantile whose lower tail is p.
+    return Ratio(r, r / float(fdtri(a.df, b.df, 1.0 - alpha / 2)), r / float(fdtri(a.df, b.df, alpha / 2)))
+
+
+def t_mean(values: np.ndarray, *, level: float = 0.95) -> Ratio:
+    """The mean of independent ``values`` ``[K]`` with its Student-t ``level`` interval (``K - 1``
+    degrees of freedom; NaN bounds for one value), as a :class:`Ratio` (``ratio`` = the mean)."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    mean = float(x.mean())
+    if x.size < 2:
+        return Ratio(mean, math.nan, math.nan)
+    half = float(stdtrit(x.size - 1, 1.0 - (1.0 - level) / 2)) * float(x.std(ddof=1)) / math.sqrt(x.size)
+    return Ratio(mean, mean - half, mean + half)
 
 
 def sd_target_verdict(spread: Spread, target: float) -> str:

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from pln.bench import side_runs
 from pln.plan.loading import load_snakemake_config
 from pln.plan.plan import Plan, Run
 
@@ -26,17 +27,17 @@ def test_plans_the_setting_runs_with_only_the_patience_changed(tmp_path):
     config = load_snakemake_config([REPO / "config" / "demo-plateau.yaml"], base=REPO / "config.yaml")
     config["runs_root"] = str(tmp_path / "runs")
     plan = Plan(config)
-    jobs = patience_check.plan_jobs(plan, 25, ["charades-i3d"])
+    jobs = patience_check.plan_jobs(plan, 40, ["charades-i3d"])
     assert sorted({j.run.model for j in jobs}) == ["charades-i3d-pln2", "charades-i3d-tan"]
     assert len(jobs) == 6 and {j.dataset for j in jobs} == {"charades-i3d"}
     job = jobs[0]
     assert job.base_dir == tmp_path / "runs" / "demo-plateau" / job.run.model / f"seed{job.run.seed}"
-    assert job.long_dir == tmp_path / "runs" / "demo-plateau-patience25" / job.run.model / f"seed{job.run.seed}"
+    assert job.long_dir == tmp_path / "runs" / "demo-plateau-patience40" / job.run.model / f"seed{job.run.seed}"
     base, long = (yaml.safe_load(p.read_text()) for p in (job.base_config, job.long_config))
-    assert (base["train"].pop("stop_patience"), long["train"].pop("stop_patience")) == (10, 25)
-    assert base == long and (job.setting_patience, job.patience, job.max_epochs) == (10, 25, 150)
-    with pytest.raises(SystemExit, match="stop_patience 10; --patience must be longer"):
-        patience_check.plan_jobs(plan, 10, ["charades-i3d"])
+    assert (base["train"].pop("stop_patience"), long["train"].pop("stop_patience")) == (25, 40)
+    assert base == long and (job.setting_patience, job.patience, job.max_epochs) == (25, 40, 150)
+    with pytest.raises(SystemExit, match="stop_patience 25; --patience must be longer"):
+        patience_check.plan_jobs(plan, 25, ["charades-i3d"])
 
 
 def test_a_tiny_run_under_both_rules(tmp_path):
@@ -94,7 +95,7 @@ def test_summary_sds_hand_computed():
 def test_rows_of_an_earlier_check_are_kept_unless_replaced(tmp_path):
     csv = tmp_path / "check.csv"
     pd.DataFrame({"model": ["a", "a", "b"], "seed": [0, 1, 0], "value": [1, 2, 3]}).to_csv(csv, index=False)
-    merged = patience_check.merge_rows(csv, pd.DataFrame({"model": ["a"], "seed": [1], "value": [9]}))
+    merged = side_runs.merge_rows(csv, pd.DataFrame({"model": ["a"], "seed": [1], "value": [9]}))
     assert sorted(zip(merged["model"], merged["seed"], merged["value"])) == [("a", 0, 1), ("a", 1, 9), ("b", 0, 3)]
     fresh = pd.DataFrame({"model": ["c"], "seed": [0], "value": [5]})
-    assert patience_check.merge_rows(tmp_path / "none.csv", fresh).equals(fresh)
+    assert side_runs.merge_rows(tmp_path / "none.csv", fresh).equals(fresh)

@@ -3,6 +3,7 @@ the config schema and ``snakemake --lint``. Nothing is trained here (``-n``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -93,7 +94,7 @@ def test_demo_settings_differ_from_the_demo_in_the_budget_alone():
                 "max_epochs", "stop_patience", "device")), name
             train = plateau[name]["train"]
             assert (train["device"], train["max_epochs"], train["stop_patience"], train["batch_size"]) == (
-                "auto", 150, 10, 32)
+                "auto", 150, 25, 32)
 
 
 def test_training_inputs_target_makes_configs_and_datasets_only():
@@ -259,6 +260,27 @@ def test_a_changed_config_rewrites_the_run_config(tmp_path):
     assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
     assert "Params have changed" in changed.stdout + changed.stderr
     assert job_counts(changed.stdout + changed.stderr).get("run_config") == 1
+
+
+def test_a_longer_budget_continues_the_workflow_run(tmp_path):
+    """A setting whose runs are trained and whose max_epochs then grows continues each run from
+    its last epoch (the train rule passes --extend): the first epoch's row of epochs.csv, its
+    measured seconds included, survives, and the run has the longer budget's epochs."""
+    work, run = copy_tree(tmp_path)
+    folder = work / "runs" / "smoke" / "tacos-one16" / "seed0"
+    target = str((folder / "test_metrics.json").relative_to(work))
+    made = run("--cores", "1", target, "--configfile", "config/smoke.yaml")
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+    first = pd.read_csv(folder / "epochs.csv")
+    assert list(first["epoch"]) == [1]
+    (work / "longer.yaml").write_text("datasets:\n  tacos:\n    config: {train: {max_epochs: 3}}\n")
+    longer = run("--cores", "1", target, "--configfile", "config/smoke.yaml", "longer.yaml")
+    assert longer.returncode == 0, longer.stdout[-3000:] + longer.stderr[-3000:]
+    assert "continuing with a longer budget" in (work / "logs" / "smoke" / "train" / "tacos-one16" / "seed0.log").read_text()
+    epochs = pd.read_csv(folder / "epochs.csv")
+    assert list(epochs["epoch"]) == [1, 2, 3]
+    pd.testing.assert_frame_equal(epochs.iloc[:1], first)
+    assert json.loads((folder / "test_metrics.json").read_text())["run"]["epochs_run"] == 3
 
 
 @pytest.mark.slow

@@ -216,7 +216,7 @@ def check_same_experiment(run: RunDir, cfg: ExperimentConfig, replace_stale: boo
         if not run.last.is_file():
             raise ConfigError(f"{run.root}: no {RunDir.CHECKPOINTS}/{RunDir.LAST} to continue from; train it "
                               "afresh (--replace-stale) or give another --out folder")
-        log.info("%s: continuing with a longer budget (%s)", run.root, "; ".join(diffs))
+        log.warning("%s: continuing with a longer budget (%s)", run.root, "; ".join(diffs))
         _reopen_for_more_epochs(run)
         return
     shown = "; ".join(d.replace("config has", "run has").replace("checkpoint has", "new config has")

@@ -33,6 +33,9 @@ rule stats:
         "{params.pln} stats {input.config:q} --out {params.out_dir:q} > {log:q} 2>&1"
 
 
+# --replace-stale: a run folder of another config is emptied and trained afresh; --extend first: a
+# config that differs only in a longer train.max_epochs or train.stop_patience continues the run
+# from its last epoch (the same epochs as a fresh run of the longer budget).
 rule train:
     input:
         unpack(train_inputs),
@@ -54,7 +57,7 @@ rule train:
     conda:
         "../envs/pln.yaml"
     shell:
-        "{params.pln} train {input.config:q} --out {params.run_dir:q} --replace-stale > {log:q} 2>&1"
+        "{params.pln} train {input.config:q} --out {params.run_dir:q} --replace-stale --extend > {log:q} 2>&1"
 
 
 rule prior:

@@ -1,0 +1,181 @@
+"""Does a recipe change steady a setting's models, and what does it cost them? Each run of the
+chosen models is trained under the setting's recipe (``runs/<setting>/<model>/seed<k>``, the
+training rule's command; a finished run is left as it is), then again from scratch with the
+``--set KEY=VALUE`` overrides (as ``pln train --set``) into ``runs/<setting>-<name>/<model>/seed<k>``.
+Both are tested at their best val epoch, under the setting's stopping rule.
+
+It prints per model the seed s.d. of test R1@0.5 under both recipes and the change of its mean
+over seeds; over the models, the pooled seed s.d. under both (chi-square intervals,
+:func:`pln.stats.pooled_seed_spread`), their variance ratio (F interval,
+:func:`pln.stats.variance_ratio`) and the mean change over the models (t interval over the
+models' differences of seed means, :func:`pln.stats.t_mean`); then the adoption rule, which is
+fixed on the command line before any run: adopt when the pooled seed s.d. falls and the mean
+R1@0.5 falls by less than ``--max-mean-drop`` points. One row per run goes to
+``results/benchmarks/recipe-<name>-<setting>.csv`` (merged across invocations).
+
+    python benchmarks/recipe_check.py demo-plateau --name warmup2 --models charades-vgg-tan tacos-one128 \\
+        --set train.lr_cosine.warmup_epochs=2 --set train.lr_cosine.final_fraction=1.0 --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pln import stats
+from pln.bench.side_runs import (METRIC, add_setting_arguments, format_spread, load_setting, run_result, save_rows,
+                                 train_jobs, train_run)
+from pln.config import merge, parse_override
+from pln.errors import ConfigError
+from pln.plan.jobs import run_config_text
+from pln.plan.plan import Plan, Run
+from pln.utils import atomic_write_text
+
+RECIPES = ("base", "trial")  # column prefixes: the setting's recipe, the changed one
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run under both recipes: its model, dataset, config files and folders."""
+
+    run: Run
+    dataset: str
+    base_config: Path
+    base_dir: Path
+    trial_config: Path
+    trial_dir: Path
+
+
+def plan_jobs(plan: Plan, name: str, models: list[str], overrides: list[str]) -> list[Job]:
+    """The runs of ``models`` with their run config as the workflow writes it and the same config
+    with ``overrides`` applied (both under ``runs/<setting>-<name>/configs/``). Raises
+    ``SystemExit`` with one line for a model the setting does not train, an override that is not
+    ``KEY=VALUE`` or makes an invalid config, and overrides that change nothing."""
+    root = Path(f"{plan.runs_root}-{name}")
+    trained = [m for m in plan.used_models() if plan.kind(m) == "train"]
+    unknown = [m for m in models if m not in trained]
+    if unknown:
+        raise SystemExit(f"recipe_check: {plan.setting_file} trains no model {', '.join(unknown)}")
+    jobs = []
+    for model in models:
+        for run in plan.runs(model):
+            config_name = plan.config_name(run)
+            values = plan.run_configs[config_name]
+            trial: dict[str, Any] = values
+            try:
+                for item in overrides:
+                    trial = merge(trial, parse_override(item))
+            except ConfigError as exc:
+                raise SystemExit(f"recipe_check: {exc}") from None
+            if trial == values:
+                raise SystemExit(f"recipe_check: --set {' '.join(overrides)} leaves {config_name} as it is")
+            job = Job(run, plan.models[model]["dataset"], root / "configs" / f"{config_name}-setting.yaml",
+                      Path(plan.run_dir(run)), root / "configs" / f"{config_name}.yaml",
+                      root / run.model / f"seed{run.seed}")
+            for path, config in ((job.base_config, values), (job.trial_config, trial)):
+                try:
+                    atomic_write_text(path, run_config_text(config, path))
+                except ConfigError as exc:
+                    raise SystemExit(f"recipe_check: {exc}") from None
+            jobs.append(job)
+    return jobs
+
+
+def run_job(job: Job, logs: Path) -> dict[str, float]:
+    """Train ``job`` under the setting's recipe (a no-op when finished), then under the trial's;
+    the wall seconds of each."""
+    name = f"{job.run.model}/seed{job.run.seed}"
+    t0 = time.perf_counter()
+    train_run(job.base_config, job.base_dir, logs / f"{name}.setting.log")
+    t1 = time.perf_counter()
+    train_run(job.trial_config, job.trial_dir, logs / f"{name}.log")
+    return {"seconds_base": t1 - t0, "seconds_trial": time.perf_counter() - t1}
+
+
+def result_rows(jobs: list[Job]) -> pd.DataFrame:
+    """One row per run: model, dataset, seed, test queries, and per recipe (``base_*``,
+    ``trial_*``) its epochs run, selected epoch and test R1@0.5."""
+    rows = []
+    for job in jobs:
+        results = {"base": run_result(job.base_dir), "trial": run_result(job.trial_dir)}
+        row: dict[str, Any] = {"model": job.run.model, "dataset": job.dataset, "seed": job.run.seed,
+                               "test_queries": results["trial"]["test_queries"]}
+        for recipe, result in results.items():
+            row.update({f"{recipe}_epochs_run": result["epochs_run"],
+                        f"{recipe}_selected_epoch": result["selected_epoch"],
+                        f"{recipe}_test_{METRIC}": result["test"]})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_lines(frame: pd.DataFrame, max_mean_drop: float) -> list[str]:
+    """Per model and pooled over the models: the seed s.d. of test R1@0.5 under both recipes and
+    the change of the mean; the variance ratio and the mean change with their intervals; the
+    adoption rule's outcome."""
+    cols = {r: f"{r}_test_{METRIC}" for r in RECIPES}
+    groups = {r: [] for r in RECIPES}
+    changes = []
+    lines = [f"Seed s.d. of test {METRIC} [95% CI], setting's recipe -> trial; mean over seeds (change); "
+             f"per seed: test {METRIC} (selected epoch / epochs run)"]
+    for model, group in frame.groupby("model", sort=False):
+        values = {r: group[c].to_numpy(dtype=np.float64) for r, c in cols.items()}
+        for r in RECIPES:
+            groups[r].append(values[r])
+        change = float(values["trial"].mean() - values["base"].mean())
+        changes.append(change)
+        spreads = {r: stats.seed_spread(values[r]) for r in RECIPES}
+        lines.append(f"  {model:24s} {format_spread(spreads['base'])} -> {format_spread(spreads['trial'])}; "
+                     f"mean {values['base'].mean():.1f} -> {values['trial'].mean():.1f} ({change:+.1f})")
+        cells = {r: ", ".join(f"{v:.1f} ({e}/{n})" for v, e, n in
+                              zip(values[r], group[f"{r}_selected_epoch"], group[f"{r}_epochs_run"])) for r in RECIPES}
+        lines.append(f"  {'':24s}   {cells['base']}  ->  {cells['trial']}")
+    pooled = {r: stats.pooled_seed_spread(groups[r]) for r in RECIPES}
+    ratio = stats.variance_ratio(pooled["trial"], pooled["base"])
+    mean = stats.t_mean(np.array(changes))
+    lines.append(f"Pooled over {len(changes)} models (one seed variance assumed): {format_spread(pooled['base'])} -> "
+                 f"{format_spread(pooled['trial'])} ({pooled['trial'].df} df); variance ratio trial/setting "
+                 f"{ratio.ratio:.2f} [{ratio.low:.2f}, {ratio.high:.2f}] (F, {pooled['trial'].df} and "
+                 f"{pooled['base'].df} df)")
+    lines.append(f"Mean change of test {METRIC} over the models: {mean.ratio:+.2f} [{mean.low:+.2f}, {mean.high:+.2f}] "
+                 f"(t over {len(changes)} models' differences of seed means)")
+    steadier = pooled["trial"].sd < pooled["base"].sd
+    cheap = mean.ratio > -max_mean_drop
+    verdict = "adopt" if steadier and cheap else "do not adopt"
+    reasons = [] if steadier else ["the pooled seed s.d. does not fall"]
+    reasons += [] if cheap else [f"the mean falls by {-mean.ratio:.2f} points (rule: less than {max_mean_drop:g})"]
+    lines.append(f"Adoption rule (the pooled s.d. falls and the mean falls by less than {max_mean_drop:g} points): "
+                 f"{verdict}" + (f" ({'; '.join(reasons)})" if reasons else ""))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("setting", help="a setting, e.g. demo-plateau")
+    parser.add_argument("--name", required=True, help="the trial's name: runs go to runs/<setting>-<name>/")
+    parser.add_argument("--models", nargs="+", required=True, help="trained models of the setting")
+    parser.add_argument("--set", action="append", required=True, metavar="KEY=VALUE", dest="overrides",
+                        help="a change of the run configs, e.g. train.lr_cosine.warmup_epochs=2 (repeatable)")
+    parser.add_argument("--max-mean-drop", type=float, default=1.0,
+                        help="adoption rule: the largest fall of the mean R1@0.5 accepted (points; default 1)")
+    add_setting_arguments(parser, "results/benchmarks/recipe-<name>-<setting>.csv")
+    args = parser.parse_args(argv)
+    if not args.name.replace("-", "").replace("_", "").isalnum():
+        parser.error(f"--name {args.name!r}: use letters, digits, '-' and '_' (it names a folder)")
+    plan = load_setting(parser, args)
+    jobs = plan_jobs(plan, args.name, args.models, args.overrides)
+    jobs, seconds, wall = train_jobs(plan, jobs, args.name, run_job, args.jobs)
+    out = Path(args.out or f"results/benchmarks/recipe-{args.name}-{plan.setting}.csv")
+    frame = save_rows(out, pd.concat([result_rows(jobs), seconds], axis=1))
+    print("\n".join(summary_lines(frame, args.max_mean_drop)))
+    print(f"{len(jobs)} runs in {wall:.0f} s with {args.jobs} side by side; written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,144 @@
+"""Runs of a setting trained outside the workflow, beside its own, for the sensitivity checks of
+``benchmarks/`` (``patience_check.py``: a longer stopping rule; ``recipe_check.py``: a changed
+recipe). Each check trains a setting's run with the training rule's command (a no-op when it is
+finished), then a variant of it into ``runs/<setting>-<variant>/``, and tabulates both.
+
+- :func:`pln_call` -- one ``pln`` subcommand in a subprocess, its output appended to a log;
+- :func:`train_run` -- ``pln train`` as the workflow's train rule calls it;
+- :func:`copy_run` -- a finished run folder copied (to be continued elsewhere);
+- :func:`run_result` -- epochs run, selected epoch, test R1@0.5 and test queries of a run;
+- :func:`generate_datasets` -- each dataset generated once, before runs share it;
+- :func:`costliest_first` -- an order that starts the longest runs first;
+- :func:`train_jobs` -- the two together, then the jobs side by side;
+- :func:`add_setting_arguments` / :func:`load_setting` -- the checks' common command line;
+- :func:`merge_rows` / :func:`save_rows` -- a check's CSV merged across invocations (dataset by
+  dataset) and written;
+- :func:`format_spread` -- a seed s.d. with its interval, as the checks print it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pln import stats
+from pln.config import config_from_dict
+from pln.engine.run_dir import RunDir
+from pln.engine.run_lock import LOCK_NAME
+from pln.plan.jobs import epoch_cost
+from pln.plan.loading import load_snakemake_config
+from pln.plan.plan import Plan
+from pln.utils import atomic_write
+
+METRIC = "R1@0.5"  # the metric the checks compare (the one the stability target is about)
+
+
+def pln_call(*args: str | Path, log: Path) -> None:
+    """Run ``python -m pln.cli ARGS`` with this Python, stdout and stderr appended to ``log``;
+    raises RuntimeError naming the log when it fails."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as fh:
+        done = subprocess.run([sys.executable, "-m", "pln.cli", *map(str, args)], stdout=fh, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise RuntimeError(f"pln {args[0]} {args[1]} failed (exit {done.returncode}); see {log}")
+
+
+def train_run(config: Path, run_dir: Path, log: Path, *extra: str) -> None:
+    """``pln train CONFIG --out RUN_DIR`` with the flags of the workflow's train rule (a folder of
+    another config is replaced, a shorter budget continued, a finished run left as it is)."""
+    pln_call("train", config, "--out", run_dir, "--replace-stale", "--extend", *extra, log=log)
+
+
+def copy_run(src: Path, dst: Path) -> None:
+    """Copy a finished run folder (all but its lock) to ``dst``, unless ``dst`` holds results already."""
+    if RunDir(dst).has_results():
+        return
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(LOCK_NAME), dirs_exist_ok=True)
+
+
+def run_result(run_dir: Path) -> dict[str, Any]:
+    """``epochs_run``, ``selected_epoch``, ``test`` (test :data:`METRIC` of the default
+    prediction) and ``test_queries`` of a finished run."""
+    result = RunDir(run_dir).read_test_metrics()
+    info = result.get("run", {})
+    return {"epochs_run": info.get("epochs_run"), "selected_epoch": info.get("selected_epoch"),
+            "test": float(result["metrics"][result["default"]][METRIC]), "test_queries": info.get("test_queries")}
+
+
+def generate_datasets(configs: Iterable[tuple[str, Path]], log_dir: Path) -> None:
+    """``pln generate`` once per dataset, from the first run config of each (``(dataset,
+    config)`` pairs), one at a time, so that no two runs started side by side generate the same one."""
+    done: set[str] = set()
+    for dataset, config in configs:
+        if dataset not in done:
+            pln_call("generate", config, log=log_dir / f"generate-{dataset}.log")
+            done.add(dataset)
+
+
+def costliest_first(items: list[Any], run_config: Any) -> list[Any]:
+    """``items`` sorted by the per-epoch cost of their model (:func:`pln.plan.jobs.epoch_cost`),
+    longest first; ``run_config(item)`` gives an item's run config dict."""
+    return sorted(items, key=lambda item: -epoch_cost(config_from_dict(run_config(item)).model))
+
+
+def train_jobs(plan: Plan, jobs: list[Any], variant: str, run_job: Callable[[Any, Path], dict[str, float]],
+               n_jobs: int) -> tuple[list[Any], pd.DataFrame, float]:
+    """Generate the jobs' datasets, then run ``run_job(job, logs)`` for every job, ``n_jobs`` side
+    by side, the costliest first; logs under ``logs/<setting>-<variant>/``. Each job has
+    ``dataset``, ``base_config`` and ``run`` (a :class:`~pln.plan.plan.Run`). Returns the jobs in
+    the order run, one row of seconds per job (what ``run_job`` returned) and the wall seconds."""
+    generate_datasets(((job.dataset, job.base_config) for job in jobs), Path(f"logs/{plan.setting}-{variant}"))
+    jobs = costliest_first(jobs, lambda job: plan.run_configs[plan.config_name(job.run)])
+    logs = Path(f"logs/{plan.setting}-{variant}/train")
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
+        seconds = list(pool.map(lambda job: run_job(job, logs), jobs))
+    return jobs, pd.DataFrame(seconds).round(1), time.perf_counter() - start
+
+
+def add_setting_arguments(parser: argparse.ArgumentParser, csv_default: str) -> None:
+    """``--jobs``, ``--configfile`` and ``--out`` (default ``csv_default``)."""
+    parser.add_argument("--jobs", type=int, default=1, help="runs side by side (default 1)")
+    parser.add_argument("--configfile", help="the setting's overlay (default config/<setting>.yaml)")
+    parser.add_argument("--out", help=f"CSV (default {csv_default})")
+
+
+def load_setting(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Plan:
+    """The plan of ``args.setting`` from ``args.configfile`` (default ``config/<setting>.yaml``)
+    over ``config.yaml``; a parser error names a missing overlay."""
+    configfile = Path(args.configfile or f"config/{args.setting}.yaml")
+    if not configfile.is_file():
+        parser.error(f"{configfile} not found; give the setting's overlay with --configfile")
+    return Plan(load_snakemake_config([configfile]))
+
+
+def merge_rows(csv: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the rows of an earlier ``csv`` of the same check (other datasets, other
+    models) that it does not replace, so that a check run dataset by dataset ends in one table."""
+    if not csv.is_file():
+        return frame
+    old = pd.read_csv(csv)
+    keep = ~old.set_index(["model", "seed"]).index.isin(frame.set_index(["model", "seed"]).index)
+    return pd.concat([old[keep], frame], ignore_index=True)
+
+
+def save_rows(csv: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """Write ``frame`` merged with an earlier ``csv`` (:func:`merge_rows`) to ``csv``, atomically;
+    the merged frame."""
+    frame = merge_rows(csv, frame)
+    atomic_write(csv, lambda tmp: frame.to_csv(tmp, index=False))
+    return frame
+
+
+def format_spread(spread: stats.Spread) -> str:
+    """``s.d. [low, high]``, or a dash for one seed."""
+    return f"{spread.sd:5.2f} [{spread.low:.2f}, {spread.high:.2f}]" if spread.df else "  –  (1 seed)"

@@ -1,0 +1,138 @@
+"""benchmarks/recipe_check.py: the runs it plans (only the overrides differ), a tiny run under both
+recipes, its summary against hand-computed s.d.'s, variance ratio and mean change, and the
+adoption rule; the F and t intervals of pln.stats against scipy.stats."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats as sps
+
+from pln import stats
+from pln.plan.loading import load_snakemake_config
+from pln.plan.plan import Plan, Run
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("recipe_check", REPO / "benchmarks" / "recipe_check.py")
+recipe_check = importlib.util.module_from_spec(_spec)
+sys.modules["recipe_check"] = recipe_check  # dataclasses look their module up there
+_spec.loader.exec_module(recipe_check)
+
+WARMUP = ["train.lr_cosine.warmup_epochs=2", "train.lr_cosine.final_fraction=1.0"]
+
+
+def _plan(tmp_path: Path) -> Plan:
+    config = load_snakemake_config([REPO / "config" / "demo-plateau.yaml"], base=REPO / "config.yaml")
+    config["runs_root"] = str(tmp_path / "runs")
+    return Plan(config)
+
+
+def test_plans_the_runs_with_only_the_overrides_changed(tmp_path):
+    jobs = recipe_check.plan_jobs(_plan(tmp_path), "warmup2", ["charades-i3d-tan"], WARMUP)
+    assert len(jobs) == 3 and [j.run.seed for j in jobs] == [0, 1, 2]
+    job = jobs[1]
+    assert job.base_dir == tmp_path / "runs" / "demo-plateau" / "charades-i3d-tan" / "seed1"
+    assert job.trial_dir == tmp_path / "runs" / "demo-plateau-warmup2" / "charades-i3d-tan" / "seed1"
+    base, trial = (yaml.safe_load(p.read_text()) for p in (job.base_config, job.trial_config))
+    assert base["train"].get("lr_cosine") is None
+    assert trial["train"].pop("lr_cosine") == {"warmup_epochs": 2, "final_fraction": 1.0}
+    base["train"].pop("lr_cosine", None)
+    assert base == trial
+
+
+@pytest.mark.parametrize("models, overrides, message", [
+    (["charades-i3d-prior"], WARMUP, "trains no model charades-i3d-prior"),
+    (["charades-i3d-tan"], ["train.lr=0.003"], "leaves charades-i3d-tan-seed0 as it is"),
+    (["charades-i3d-tan"], ["train.lr"], "expected KEY=VALUE"),
+    (["charades-i3d-tan"], ["train.lr_cosine.warmup_epochs=-1"], "warmup_epochs must be in"),
+])
+def test_refuses_what_would_not_make_a_trial(tmp_path, models, overrides, message):
+    with pytest.raises(SystemExit, match=message):
+        recipe_check.plan_jobs(_plan(tmp_path), "t", models, overrides)
+
+
+def test_a_tiny_run_under_both_recipes(tmp_path):
+    """The trial trains afresh with the changed recipe; the setting's run is trained once."""
+    values = {"name": "tiny", "data": {"dataset": "synthetic-charades", "synthetic": {"scale": 0.1, "feature_dim": 16},
+                                       "data_dir": str(tmp_path / "data"), "cache_dir": str(tmp_path / "cache")},
+              "model": {"feature_dim": 16, "num_units": 32, "hidden": 16, "word_dim": 50, "lstm_layers": 1,
+                        "clips": [8, 16], "conv_layers": 1, "conv_kernel": 3, "conv_channels": 16},
+              "train": {"max_epochs": 2, "batch_size": 16, "lr": 3e-3, "threads": 1}}
+    base = json.loads(json.dumps(values))
+    trial = json.loads(json.dumps(values))
+    trial["train"]["lr_cosine"] = {"warmup_epochs": 2, "final_fraction": 1.0}
+    paths = [tmp_path / "base.yaml", tmp_path / "trial.yaml"]
+    for path, cfg in zip(paths, (base, trial)):
+        path.write_text(yaml.safe_dump(cfg))
+    job = recipe_check.Job(Run("tiny", "synthetic-charades", "train", 0), "toy", paths[0], tmp_path / "runs" / "seed0",
+                           paths[1], tmp_path / "trial" / "seed0")
+    seconds = recipe_check.run_job(job, tmp_path / "logs")
+    assert set(seconds) == {"seconds_base", "seconds_trial"}
+    lrs = {name: pd.read_csv(d / "epochs.csv")["lr"].tolist() for name, d in (("base", job.base_dir),
+                                                                             ("trial", job.trial_dir))}
+    assert lrs["base"] == [3e-3, 3e-3]
+    assert lrs["trial"][0] < 3e-3  # still warming up at the end of epoch 1 of 2
+    stamps = [(d / "test_metrics.json").stat().st_mtime_ns for d in (job.base_dir, job.trial_dir)]
+    recipe_check.run_job(job, tmp_path / "logs")  # both finished: nothing is trained or tested again
+    assert [(d / "test_metrics.json").stat().st_mtime_ns for d in (job.base_dir, job.trial_dir)] == stamps
+    frame = recipe_check.result_rows([job])
+    assert list(frame.columns[:4]) == ["model", "dataset", "seed", "test_queries"]
+    assert {"base_test_R1@0.5", "trial_test_R1@0.5", "trial_selected_epoch"} <= set(frame.columns)
+
+
+def _frame(base: dict[str, list[float]], trial: dict[str, list[float]]) -> pd.DataFrame:
+    rows = []
+    for model in base:
+        for seed, (a, b) in enumerate(zip(base[model], trial[model])):
+            rows.append({"model": model, "dataset": "d", "seed": seed, "base_epochs_run": 40, "base_selected_epoch": 15,
+                         "base_test_R1@0.5": a, "trial_epochs_run": 50, "trial_selected_epoch": 25,
+                         "trial_test_R1@0.5": b})
+    return pd.DataFrame(rows)
+
+
+def test_summary_hand_computed():
+    # m1: s.d. 2 -> 0, mean 42 -> 41 (-1); m2: s.d. sqrt(12) -> 2, mean 12 -> 14 (+2)
+    frame = _frame({"m1": [40, 42, 44], "m2": [10, 10, 16]}, {"m1": [41, 41, 41], "m2": [12, 14, 16]})
+    lines = recipe_check.summary_lines(frame, max_mean_drop=1.0)
+    text = "\n".join(lines)
+    assert " 2.00 [" in lines[1] and " 0.00 [" in lines[1] and "mean 42.0 -> 41.0 (-1.0)" in lines[1]
+    assert " 3.46 [" in lines[3] and " 2.00 [" in lines[3] and "(+2.0)" in lines[3]
+    # pooled: sqrt((8 + 24) / 4) = 2.83 -> sqrt(8 / 4) = 1.41; ratio 2 / 8 = 0.25 with F(4, 4)
+    assert "2.83 [" in lines[5] and "1.41 [" in lines[5] and "(4 df)" in lines[5]
+    low, high = 0.25 / sps.f.ppf(0.975, 4, 4), 0.25 / sps.f.ppf(0.025, 4, 4)
+    assert f"variance ratio trial/setting 0.25 [{low:.2f}, {high:.2f}]" in lines[5]
+    # mean change: (-1 + 2) / 2 = +0.5, t with 1 df: 0.5 +- 12.706 * 2.121 / sqrt(2)
+    half = sps.t.ppf(0.975, 1) * np.std([-1, 2], ddof=1) / math.sqrt(2)
+    assert f"+0.50 [{0.5 - half:+.2f}, {0.5 + half:+.2f}]" in lines[6]
+    assert text.endswith("adopt")
+
+
+def test_adoption_rule():
+    steadier_but_lower = _frame({"m": [40, 42, 44]}, {"m": [38, 38.5, 39]})
+    assert recipe_check.summary_lines(steadier_but_lower, 1.0)[-1].endswith(
+        "do not adopt (the mean falls by 3.50 points (rule: less than 1))")
+    wider = _frame({"m": [40, 41, 42]}, {"m": [38, 42, 46]})
+    assert "do not adopt (the pooled seed s.d. does not fall)" in recipe_check.summary_lines(wider, 1.0)[-1]
+    assert recipe_check.summary_lines(steadier_but_lower, 4.0)[-1].endswith(": adopt")
+
+
+def test_f_and_t_intervals_against_scipy():
+    a, b = stats.Spread(math.sqrt(0.48), 0, 0, 14), stats.Spread(1.0, 0, 0, 14)
+    ratio = stats.variance_ratio(a, b)
+    assert ratio.ratio == pytest.approx(0.48)
+    assert (ratio.low, ratio.high) == pytest.approx((0.48 / sps.f.ppf(0.975, 14, 14), 0.48 / sps.f.ppf(0.025, 14, 14)))
+    assert (round(ratio.low, 2), round(ratio.high, 2)) == (0.16, 1.43)
+    assert math.isnan(stats.variance_ratio(a, stats.Spread(1.0, 0, 0, 0)).ratio)
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    mean = stats.t_mean(x)
+    half = sps.t.ppf(0.975, 3) * x.std(ddof=1) / 2
+    assert (mean.ratio, mean.low, mean.high) == pytest.approx((2.5, 2.5 - half, 2.5 + half))
+    assert math.isnan(stats.t_mean(np.array([3.0])).low)
