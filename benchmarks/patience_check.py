@@ -46,6 +46,11 @@ class Job:
     long_config: Path
     long_dir: Path
 
+    @property
+    def configs(self) -> tuple[Path, Path]:
+        """The run configs, the setting's first (each names the dataset it trains on)."""
+        return self.base_config, self.long_config
+
 
 def plan_jobs(plan: Plan, patience: int, datasets: list[str] | None) -> list[Job]:
     """The trained runs of the setting's used models (of ``datasets``, default all), each with its

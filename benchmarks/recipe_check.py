@@ -2,7 +2,9 @@
 chosen models is trained under the setting's recipe (``runs/<setting>/<model>/seed<k>``, the
 training rule's command; a finished run is left as it is), then again from scratch with the
 ``--set KEY=VALUE`` overrides (as ``pln train --set``) into ``runs/<setting>-<name>/<model>/seed<k>``.
-Both are tested at their best val epoch, under the setting's stopping rule.
+Both are tested at their best val epoch, under the setting's stopping rule. A change of ``data.*``
+keys (e.g. a larger training split) gives the trial its own dataset, generated once beside the
+setting's (its folder is named by the data section).
 
 It prints per model the seed s.d. of test R1@0.5 under both recipes and the change of its mean
 over seeds; over the models, the pooled seed s.d. under both (chi-square intervals,
@@ -50,6 +52,11 @@ class Job:
     base_dir: Path
     trial_config: Path
     trial_dir: Path
+
+    @property
+    def configs(self) -> tuple[Path, Path]:
+        """The run configs, the setting's first (each names the dataset it trains on)."""
+        return self.base_config, self.trial_config
 
 
 def plan_jobs(plan: Plan, name: str, models: list[str], overrides: list[str]) -> list[Job]:

@@ -17,6 +17,7 @@ import yaml
 from scipy import stats as sps
 
 from pln import stats
+from pln.bench import side_runs
 from pln.plan.loading import load_snakemake_config
 from pln.plan.plan import Plan, Run
 
@@ -47,6 +48,19 @@ def test_plans_the_runs_with_only_the_overrides_changed(tmp_path):
     base["train"].pop("lr_cosine", None)
     assert base == trial
 
+
+
+@pytest.mark.parametrize("overrides, generated", [
+    (WARMUP, 1),  # a recipe change: the trial trains on the setting's dataset
+    (["data.synthetic.scale=6.0", "data.charades_val_fraction=0.2"], 2),  # a data change: its own dataset
+])
+def test_generates_each_distinct_dataset_once(tmp_path, monkeypatch, overrides, generated):
+    jobs = recipe_check.plan_jobs(_plan(tmp_path), "t", ["charades-i3d-tan", "charades-i3d-pln2"], overrides)
+    calls = []
+    monkeypatch.setattr(side_runs, "pln_call", lambda *args, log: calls.append(args))
+    side_runs.generate_datasets(((job.dataset, config) for job in jobs for config in job.configs), tmp_path)
+    assert len(calls) == generated and all(args[0] == "generate" for args in calls)
+    assert calls[0][1] == jobs[0].base_config
 
 @pytest.mark.parametrize("models, overrides, message", [
     (["charades-i3d-prior"], WARMUP, "trains no model charades-i3d-prior"),

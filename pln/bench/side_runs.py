@@ -19,19 +19,21 @@ finished), then a variant of it into ``runs/<setting>-<variant>/``, and tabulate
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from pln import stats
-from pln.config import config_from_dict
+from pln.config import config_from_dict, load_config
 from pln.engine.run_dir import RunDir
 from pln.engine.run_lock import LOCK_NAME
 from pln.plan.jobs import epoch_cost
@@ -75,13 +77,15 @@ def run_result(run_dir: Path) -> dict[str, Any]:
 
 
 def generate_datasets(configs: Iterable[tuple[str, Path]], log_dir: Path) -> None:
-    """``pln generate`` once per dataset, from the first run config of each (``(dataset,
-    config)`` pairs), one at a time, so that no two runs started side by side generate the same one."""
+    """``pln generate`` once per distinct data section of the run configs (``(dataset, config)``
+    pairs; a variant that changes ``data.*`` has its own dataset), one at a time, so that no two
+    runs started side by side generate the same one."""
     done: set[str] = set()
     for dataset, config in configs:
-        if dataset not in done:
+        key = json.dumps(asdict(load_config(config).data), sort_keys=True)
+        if key not in done:
             pln_call("generate", config, log=log_dir / f"generate-{dataset}.log")
-            done.add(dataset)
+            done.add(key)
 
 
 def costliest_first(items: list[Any], run_config: Any) -> list[Any]:
@@ -94,9 +98,11 @@ def train_jobs(plan: Plan, jobs: list[Any], variant: str, run_job: Callable[[Any
                n_jobs: int) -> tuple[list[Any], pd.DataFrame, float]:
     """Generate the jobs' datasets, then run ``run_job(job, logs)`` for every job, ``n_jobs`` side
     by side, the costliest first; logs under ``logs/<setting>-<variant>/``. Each job has
-    ``dataset``, ``base_config`` and ``run`` (a :class:`~pln.plan.plan.Run`). Returns the jobs in
-    the order run, one row of seconds per job (what ``run_job`` returned) and the wall seconds."""
-    generate_datasets(((job.dataset, job.base_config) for job in jobs), Path(f"logs/{plan.setting}-{variant}"))
+    ``dataset``, ``base_config``, ``configs`` (its run configs, the setting's first) and ``run`` (a
+    :class:`~pln.plan.plan.Run`). Returns the jobs in the order run, one row of seconds per job
+    (what ``run_job`` returned) and the wall seconds."""
+    generate_datasets(((job.dataset, config) for job in jobs for config in job.configs),
+                      Path(f"logs/{plan.setting}-{variant}"))
     jobs = costliest_first(jobs, lambda job: plan.run_configs[plan.config_name(job.run)])
     logs = Path(f"logs/{plan.setting}-{variant}/train")
     start = time.perf_counter()
