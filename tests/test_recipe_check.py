@@ -52,7 +52,7 @@ def test_plans_the_runs_with_only_the_overrides_changed(tmp_path):
 
 @pytest.mark.parametrize("overrides, generated", [
     (WARMUP, 1),  # a recipe change: the trial trains on the setting's dataset
-    (["data.synthetic.scale=6.0", "data.charades_val_fraction=0.2"], 2),  # a data change: its own dataset
+    (["data.synthetic.scale=9.0", "data.charades_val_fraction=0.3"], 2),  # a data change: its own dataset
 ])
 def test_generates_each_distinct_dataset_once(tmp_path, monkeypatch, overrides, generated):
     jobs = recipe_check.plan_jobs(_plan(tmp_path), "t", ["charades-i3d-tan", "charades-i3d-pln2"], overrides)
@@ -61,6 +61,7 @@ def test_generates_each_distinct_dataset_once(tmp_path, monkeypatch, overrides, 
     side_runs.generate_datasets(((job.dataset, config) for job in jobs for config in job.configs), tmp_path)
     assert len(calls) == generated and all(args[0] == "generate" for args in calls)
     assert calls[0][1] == jobs[0].base_config
+
 
 @pytest.mark.parametrize("models, overrides, message", [
     (["charades-i3d-prior"], WARMUP, "trains no model charades-i3d-prior"),

@@ -68,7 +68,8 @@ def test_seeds_per_model():
 def test_demo_settings_differ_from_the_demo_in_the_budget_alone():
     """demo-long and demo-plateau train the demo's models, seeds and data: their run configs
     differ from the demo's only in the training budget (epochs, batch, the stopping rule) and,
-    for demo-plateau, the device; demo-plateau's recipe is demo-long's."""
+    for demo-plateau, the device and the larger training splits of ActivityNet Captions and
+    Charades-STA; demo-plateau's recipe is demo-long's."""
     from pln.plan.loading import load_snakemake_config
     from pln.plan.plan import Plan
 
@@ -86,8 +87,19 @@ def test_demo_settings_differ_from_the_demo_in_the_budget_alone():
     demo, long, plateau = run_configs(), run_configs("config/demo-long.yaml"), run_configs("config/demo-plateau.yaml")
     assert set(demo) == set(long) == set(plateau)
     budget = ("max_epochs", "batch_size", "stop_patience", "device")
+    # dataset: ((demo's scale, demo-plateau's), (demo's Charades-STA val fraction, demo-plateau's) or None)
+    larger = {"synthetic-charades": ((3.0, 6.0), (0.4, 0.2)), "synthetic-activitynet": ((2.0, 5.0), None)}
     for name in demo:
         assert strip(long[name], budget) == strip(demo[name], budget), name
+        data = plateau[name]["data"]
+        if data["dataset"] in larger:  # the adopted larger training split: check it, then undo it
+            scale, fraction = larger[data["dataset"]]
+            assert (demo[name]["data"]["synthetic"]["scale"], data["synthetic"]["scale"]) == scale, name
+            data = {**data, "synthetic": {**data["synthetic"], "scale": scale[0]}}
+            if fraction is not None:
+                assert (demo[name]["data"]["charades_val_fraction"], data["charades_val_fraction"]) == fraction, name
+                data["charades_val_fraction"] = fraction[0]
+            plateau[name] = {**plateau[name], "data": data}
         assert strip(plateau[name], budget) == strip(demo[name], budget), name
         if "-seed" in name:
             assert strip(plateau[name], ("max_epochs", "stop_patience", "device")) == strip(long[name], (
