@@ -70,6 +70,7 @@ def test_demo_settings_differ_from_the_demo_in_the_budget_alone():
     differ from the demo's only in the training budget (epochs, batch, the stopping rule) and,
     for demo-plateau, the device and the larger training splits of ActivityNet Captions and
     Charades-STA; demo-plateau's recipe is demo-long's."""
+    from pln.config import merge
     from pln.plan.loading import load_snakemake_config
     from pln.plan.plan import Plan
 
@@ -87,19 +88,17 @@ def test_demo_settings_differ_from_the_demo_in_the_budget_alone():
     demo, long, plateau = run_configs(), run_configs("config/demo-long.yaml"), run_configs("config/demo-plateau.yaml")
     assert set(demo) == set(long) == set(plateau)
     budget = ("max_epochs", "batch_size", "stop_patience", "device")
-    # dataset: ((demo's scale, demo-plateau's), (demo's Charades-STA val fraction, demo-plateau's) or None)
-    larger = {"synthetic-charades": ((3.0, 6.0), (0.4, 0.2)), "synthetic-activitynet": ((2.0, 5.0), None)}
+    # dataset: (its data values in the demo, the larger training split demo-plateau adopted)
+    larger = {"synthetic-charades": ({"charades_val_fraction": 0.4, "synthetic": {"scale": 3.0}},
+                                     {"charades_val_fraction": 0.2, "synthetic": {"scale": 6.0}}),
+              "synthetic-activitynet": ({"synthetic": {"scale": 2.0}}, {"synthetic": {"scale": 5.0}})}
     for name in demo:
         assert strip(long[name], budget) == strip(demo[name], budget), name
-        data = plateau[name]["data"]
-        if data["dataset"] in larger:  # the adopted larger training split: check it, then undo it
-            scale, fraction = larger[data["dataset"]]
-            assert (demo[name]["data"]["synthetic"]["scale"], data["synthetic"]["scale"]) == scale, name
-            data = {**data, "synthetic": {**data["synthetic"], "scale": scale[0]}}
-            if fraction is not None:
-                assert (demo[name]["data"]["charades_val_fraction"], data["charades_val_fraction"]) == fraction, name
-                data["charades_val_fraction"] = fraction[0]
-            plateau[name] = {**plateau[name], "data": data}
+        if demo[name]["data"]["dataset"] in larger:  # check the adopted split, then undo it
+            in_demo, adopted = larger[demo[name]["data"]["dataset"]]
+            assert merge(demo[name]["data"], in_demo) == demo[name]["data"], name
+            assert merge(plateau[name]["data"], adopted) == plateau[name]["data"], name
+            plateau[name] = merge(plateau[name], {"data": in_demo})
         assert strip(plateau[name], budget) == strip(demo[name], budget), name
         if "-seed" in name:
             assert strip(plateau[name], ("max_epochs", "stop_patience", "device")) == strip(long[name], (
