@@ -473,8 +473,10 @@ def variance_ratio(a: Spread, b: Spread, *, level: float = 0.95) -> Ratio:
     """The ratio of two independent pooled seed variances, ``a.sd^2 / b.sd^2``, with its ``level``
     interval by the F distribution with ``(a.df, b.df)`` degrees of freedom:
     ``[R / F_{(1+level)/2}, R / F_{(1-level)/2}]`` (normal seed-to-seed variation assumed). With
-    14 and 14 degrees of freedom at 95% the interval runs from 0.34 to 2.98 times ``R``."""
-    if a.df < 1 or b.df < 1:
+    14 and 14 degrees of freedom at 95% the interval runs from 0.34 to 2.98 times ``R``. NaN
+    throughout without degrees of freedom on either side or when ``b`` has no spread (``b.sd`` 0,
+    e.g. seeds that all score the same), where the ratio is undefined."""
+    if a.df < 1 or b.df < 1 or not b.sd > 0:
         return Ratio(math.nan, math.nan, math.nan)
     r = float(a.sd ** 2 / b.sd ** 2)
     alpha = 1.0 - level

@@ -146,6 +146,7 @@ def test_f_and_t_intervals_against_scipy():
     assert (ratio.low, ratio.high) == pytest.approx((0.48 / sps.f.ppf(0.975, 14, 14), 0.48 / sps.f.ppf(0.025, 14, 14)))
     assert (round(ratio.low, 2), round(ratio.high, 2)) == (0.16, 1.43)
     assert math.isnan(stats.variance_ratio(a, stats.Spread(1.0, 0, 0, 0)).ratio)
+    assert all(math.isnan(v) for v in vars(stats.variance_ratio(a, stats.Spread(0.0, 0, 0, 14))).values())
     x = np.array([1.0, 2.0, 3.0, 4.0])
     mean = stats.t_mean(x)
     half = sps.t.ppf(0.975, 3) * x.std(ddof=1) / 2

@@ -6,6 +6,8 @@ finished), then a variant of it into ``runs/<setting>-<variant>/``, and tabulate
 - :func:`pln_call` -- one ``pln`` subcommand in a subprocess, its output appended to a log;
 - :func:`train_run` -- ``pln train`` as the workflow's train rule calls it;
 - :func:`copy_run` -- a finished run folder copied (to be continued elsewhere);
+- :func:`place_run` -- a finished run folder put in place of another (a trial's run, once its
+  setting has adopted the trial's change);
 - :func:`run_result` -- epochs run, selected epoch, test R1@0.5 and test queries of a run;
 - :func:`generate_datasets` -- each dataset generated once, before runs share it;
 - :func:`costliest_first` -- an order that starts the longest runs first;
@@ -20,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,8 +38,8 @@ import pandas as pd
 
 from pln import stats
 from pln.config import config_from_dict, load_config
-from pln.engine.run_dir import RunDir
-from pln.engine.run_lock import LOCK_NAME
+from pln.engine.run_dir import RunDir, empty_run_folder
+from pln.engine.run_lock import LOCK_NAME, hold_run_lock
 from pln.plan.jobs import epoch_cost
 from pln.plan.loading import load_snakemake_config
 from pln.plan.plan import Plan
@@ -65,6 +69,26 @@ def copy_run(src: Path, dst: Path) -> None:
     if RunDir(dst).has_results():
         return
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(LOCK_NAME), dirs_exist_ok=True)
+
+
+def place_run(src: Path, dst: Path) -> None:
+    """Replace what run folder ``dst`` holds with a copy of finished run folder ``src`` (all but
+    its lock), both locked meanwhile (:class:`~pln.engine.run_lock.RunLockedError` when a process
+    writes either). The copy is made beside ``dst`` first and moved in with its completeness mark
+    (``test_metrics.json``) last, so an interrupted placement leaves a run that ``pln train``
+    resumes, never one that looks finished."""
+    if not RunDir(src).is_complete():
+        raise ValueError(f"{src}: not a finished run (no {RunDir.TEST_METRICS})")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with hold_run_lock(src), hold_run_lock(dst):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+        try:
+            shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(LOCK_NAME), dirs_exist_ok=True)
+            empty_run_folder(RunDir(dst))
+            for entry in sorted(tmp.iterdir(), key=lambda p: p.name == RunDir.TEST_METRICS):
+                os.replace(entry, dst / entry.name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_result(run_dir: Path) -> dict[str, Any]:

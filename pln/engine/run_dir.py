@@ -194,6 +194,18 @@ def _reopen_for_more_epochs(run: RunDir) -> None:
         sidecar(run.root / name).unlink(missing_ok=True)
 
 
+def run_config_differences(run: RunDir, cfg: ExperimentConfig) -> list[str]:
+    """How the config a run folder was made with differs from ``cfg`` (``"key: config has A,
+    checkpoint has B"`` per leaf; empty when equal), the keys that leave results as they are
+    (:data:`~pln.config.RESULT_NEUTRAL_KEYS`) aside: the test of whether a run is ``cfg``'s."""
+    return config_differences(*_result_dicts(run, cfg))
+
+
+def _result_dicts(run: RunDir, cfg: ExperimentConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The config of a run folder and ``cfg``, as dicts without the result-neutral keys."""
+    return _strip_runtime(run.read_config().to_dict()), _strip_runtime(cfg.to_dict())
+
+
 def check_same_experiment(run: RunDir, cfg: ExperimentConfig, replace_stale: bool = False,
                           extend: bool = False) -> None:
     """Refuse to resume a run folder that holds another experiment, naming the differences; with
@@ -207,8 +219,7 @@ def check_same_experiment(run: RunDir, cfg: ExperimentConfig, replace_stale: boo
     """
     if not run.config.is_file() or not run.has_results():
         return
-    old = _strip_runtime(run.read_config().to_dict())
-    new = _strip_runtime(cfg.to_dict())
+    old, new = _result_dicts(run, cfg)
     diffs = config_differences(old, new)
     if not diffs:
         return
@@ -227,6 +238,11 @@ def check_same_experiment(run: RunDir, cfg: ExperimentConfig, replace_stale: boo
             "give another --out folder, delete that one, or pass --replace-stale (or --extend, for "
             "a longer train.max_epochs or train.stop_patience alone)")
     log.warning("%s held a run of another configuration (%s); emptied, training afresh", run.root, shown)
+    empty_run_folder(run)
+
+
+def empty_run_folder(run: RunDir) -> None:
+    """Delete everything in a run folder but its lock (the caller holds it)."""
     for entry in run.root.iterdir():
         if entry.name == LOCK_NAME:
             continue
