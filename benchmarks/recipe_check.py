@@ -10,7 +10,8 @@ It prints per model the seed s.d. of test R1@0.5 under both recipes and the chan
 over seeds; over the models, the pooled seed s.d. under both (chi-square intervals,
 :func:`pln.stats.pooled_seed_spread`), their variance ratio (F interval,
 :func:`pln.stats.variance_ratio`) and the mean change over the models (t interval over the
-models' differences of seed means, :func:`pln.stats.t_mean`); then the adoption rule, which is
+models' differences of seed means, :func:`pln.stats.t_mean`), and the run seconds under both
+(the runs' own records, so a run cut off and resumed counts whole); then the adoption rule, which is
 fixed on the command line before any run: adopt when the pooled seed s.d. falls and the mean
 R1@0.5 falls by less than ``--max-mean-drop`` points. One row per run goes to
 ``results/benchmarks/recipe-<name>-<setting>.csv`` (merged across invocations).
@@ -96,7 +97,8 @@ def plan_jobs(plan: Plan, name: str, models: list[str], overrides: list[str]) ->
 
 def run_job(job: Job, logs: Path) -> dict[str, float]:
     """Train ``job`` under the setting's recipe (a no-op when finished), then under the trial's;
-    the wall seconds of each."""
+    the wall seconds of each in this call (a run finished before it takes about 2 s; a run's own
+    cost is its ``run_seconds``)."""
     name = f"{job.run.model}/seed{job.run.seed}"
     t0 = time.perf_counter()
     train_run(job.base_config, job.base_dir, logs / f"{name}.setting.log")
@@ -107,7 +109,8 @@ def run_job(job: Job, logs: Path) -> dict[str, float]:
 
 def result_rows(jobs: list[Job]) -> pd.DataFrame:
     """One row per run: model, dataset, seed, test queries, and per recipe (``base_*``,
-    ``trial_*``) its epochs run, selected epoch and test R1@0.5."""
+    ``trial_*``) its epochs run, selected epoch, test R1@0.5 and run seconds (its own records,
+    :func:`~pln.bench.side_runs.run_seconds`)."""
     rows = []
     for job in jobs:
         results = {"base": run_result(job.base_dir), "trial": run_result(job.trial_dir)}
@@ -116,7 +119,8 @@ def result_rows(jobs: list[Job]) -> pd.DataFrame:
         for recipe, result in results.items():
             row.update({f"{recipe}_epochs_run": result["epochs_run"],
                         f"{recipe}_selected_epoch": result["selected_epoch"],
-                        f"{recipe}_test_{METRIC}": result["test"]})
+                        f"{recipe}_test_{METRIC}": result["test"],
+                        f"{recipe}_run_seconds": round(result["run_seconds"], 1)})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -156,6 +160,10 @@ def summary_lines(frame: pd.DataFrame, max_mean_drop: float) -> list[str]:
     verdict = "adopt" if steadier and cheap else "do not adopt"
     reasons = [] if steadier else ["the pooled seed s.d. does not fall"]
     reasons += [] if cheap else [f"the mean falls by {-mean.ratio:.2f} points (rule: less than {max_mean_drop:g})"]
+    if all(f"{r}_run_seconds" in frame for r in RECIPES):
+        seconds = {r: frame[f"{r}_run_seconds"] for r in RECIPES}
+        lines.append("Run seconds (training, validation and test, from the runs' records), setting's recipe -> trial: "
+                     + " -> ".join(f"{seconds[r].sum():,.0f} ({seconds[r].notna().sum()} runs)" for r in RECIPES))
     lines.append(f"Adoption rule (the pooled s.d. falls and the mean falls by less than {max_mean_drop:g} points): "
                  f"{verdict}" + (f" ({'; '.join(reasons)})" if reasons else ""))
     return lines

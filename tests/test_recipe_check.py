@@ -101,6 +101,20 @@ def test_a_tiny_run_under_both_recipes(tmp_path):
     frame = recipe_check.result_rows([job])
     assert list(frame.columns[:4]) == ["model", "dataset", "seed", "test_queries"]
     assert {"base_test_R1@0.5", "trial_test_R1@0.5", "trial_selected_epoch"} <= set(frame.columns)
+    for recipe, run_dir in (("base", job.base_dir), ("trial", job.trial_dir)):
+        epochs = pd.read_csv(run_dir / "epochs.csv")
+        test = json.loads((run_dir / "timings.json").read_text())["test_seconds"]
+        expected = epochs["train_seconds"].sum() + epochs["val_seconds"].sum() + test
+        assert frame[f"{recipe}_run_seconds"].iloc[0] == pytest.approx(expected, abs=0.051) and expected > 0
+
+
+def test_run_seconds_from_the_runs_records(tmp_path):
+    run = side_runs.RunDir(tmp_path)
+    pd.DataFrame({"epoch": [1, 2, 3], "train_seconds": [10.0, 11.0, 12.5], "val_seconds": [2.0, None, 2.5]}
+                 ).to_csv(run.epochs, index=False)
+    assert math.isnan(side_runs.run_seconds(run))  # no timings.json yet
+    run.timings.write_text(json.dumps({"test_seconds": 4.0, "test_queries_per_s": 100.0}))
+    assert side_runs.run_seconds(run) == pytest.approx(10 + 11 + 12.5 + 2 + 2.5 + 4)  # no validation in epoch 2
 
 
 def _frame(base: dict[str, list[float]], trial: dict[str, list[float]]) -> pd.DataFrame:
@@ -128,6 +142,15 @@ def test_summary_hand_computed():
     half = sps.t.ppf(0.975, 1) * np.std([-1, 2], ddof=1) / math.sqrt(2)
     assert f"+0.50 [{0.5 - half:+.2f}, {0.5 + half:+.2f}]" in lines[6]
     assert text.endswith("adopt")
+
+
+def test_summary_run_seconds():
+    frame = _frame({"m": [40, 42, 44]}, {"m": [41, 41, 41]})
+    assert not any(line.startswith("Run seconds") for line in recipe_check.summary_lines(frame, 1.0))
+    frame["base_run_seconds"] = [100.0, 200.0, 1250.5]
+    frame["trial_run_seconds"] = [300.0, float("nan"), 400.0]  # a run without records
+    lines = recipe_check.summary_lines(frame, 1.0)
+    assert lines[-2].endswith("setting's recipe -> trial: 1,550 (3 runs) -> 700 (2 runs)")
 
 
 def test_adoption_rule():

@@ -8,7 +8,7 @@ finished), then a variant of it into ``runs/<setting>-<variant>/``, and tabulate
 - :func:`copy_run` -- a finished run folder copied (to be continued elsewhere);
 - :func:`place_run` -- a finished run folder put in place of another (a trial's run, once its
   setting has adopted the trial's change);
-- :func:`run_result` -- epochs run, selected epoch, test R1@0.5 and test queries of a run;
+- :func:`run_result` -- epochs run, selected epoch, test R1@0.5, test queries and seconds of a run;
 - :func:`generate_datasets` -- each dataset generated once, before runs share it;
 - :func:`costliest_first` -- an order that starts the longest runs first;
 - :func:`train_jobs` -- the two together, then the jobs side by side;
@@ -93,11 +93,27 @@ def place_run(src: Path, dst: Path) -> None:
 
 def run_result(run_dir: Path) -> dict[str, Any]:
     """``epochs_run``, ``selected_epoch``, ``test`` (test :data:`METRIC` of the default
-    prediction) and ``test_queries`` of a finished run."""
-    result = RunDir(run_dir).read_test_metrics()
+    prediction), ``test_queries`` and ``run_seconds`` (:func:`run_seconds`) of a finished run."""
+    run = RunDir(run_dir)
+    result = run.read_test_metrics()
     info = result.get("run", {})
     return {"epochs_run": info.get("epochs_run"), "selected_epoch": info.get("selected_epoch"),
-            "test": float(result["metrics"][result["default"]][METRIC]), "test_queries": info.get("test_queries")}
+            "test": float(result["metrics"][result["default"]][METRIC]), "test_queries": info.get("test_queries"),
+            "run_seconds": run_seconds(run)}
+
+
+def run_seconds(run: RunDir) -> float:
+    """The seconds a finished run spent training, validating and testing, from its own records
+    (``epochs.csv``: ``train_seconds`` + ``val_seconds`` of every epoch; ``timings.json``:
+    ``test_seconds``): its cost however many processes it took (a run cut off and resumed, a
+    copy continued) and whichever call trained it; start-up (data, word vectors) not counted.
+    NaN when a record is missing."""
+    try:
+        epochs = pd.read_csv(run.epochs, usecols=["train_seconds", "val_seconds"])
+        test = float(json.loads(run.timings.read_text())["test_seconds"])
+    except (OSError, ValueError, KeyError):
+        return float("nan")
+    return float(epochs.sum().sum()) + test  # an epoch without validation has no val_seconds
 
 
 def generate_datasets(configs: Iterable[tuple[str, Path]], log_dir: Path) -> None:
