@@ -25,6 +25,7 @@ from pathlib import Path
 from pln.bench.side_runs import load_setting, place_run
 from pln.config import ExperimentConfig, config_from_dict
 from pln.engine.run_dir import RunDir, run_config_differences
+from pln.errors import ConfigError
 from pln.engine.run_lock import RunLockedError
 from pln.plan.plan import Plan
 
@@ -34,7 +35,8 @@ PLACED, ALREADY = "placed", "already in place"
 def reuse(plan: Plan, source: Path) -> list[tuple[str, str]]:
     """For every trained run of ``plan``, ``(its folder, what happened)``: :data:`PLACED` (the run
     of ``source`` replaced it), :data:`ALREADY` (it holds an equal finished run), or why the
-    run of ``source`` was left ("no run", "unfinished", "being written", "another config: ...")."""
+    run of ``source`` was left ("no run", "unfinished", "being written", "another config: ...",
+    "unreadable: ..." for a damaged config file)."""
     outcomes = []
     for model in plan.used_models():
         if plan.kind(model) != "train":
@@ -51,12 +53,15 @@ def _reuse_one(src: RunDir, dst: RunDir, cfg: ExperimentConfig) -> str:
         return "no run"
     if not src.is_complete():
         return "unfinished"
-    differences = run_config_differences(src, cfg)
-    if differences:
-        return f"another config: {differences[0]}".replace("config has", "trial has").replace(
-            "checkpoint has", "setting has")
-    if dst.is_complete() and not run_config_differences(dst, cfg):
-        return ALREADY
+    try:
+        differences = run_config_differences(src, cfg)
+        if differences:
+            return f"another config: {differences[0]}".replace("config has", "trial has").replace(
+                "checkpoint has", "setting has")
+        if dst.is_complete() and not run_config_differences(dst, cfg):
+            return ALREADY
+    except ConfigError as exc:  # a damaged config.yaml, named with what to do
+        return f"unreadable: {exc}"
     try:
         place_run(src.root, dst.root)
     except RunLockedError:

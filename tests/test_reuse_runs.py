@@ -91,8 +91,11 @@ def test_leaves_what_is_not_the_settings_run(tmp_path):
     setting = [_make_run(Path(plan.run_dir(Run(MODEL, "charades-i3d", "train", s))),
                          _values(plan, s, "train.lr=0.01")) for s in (0, 1, 2)]
     before = [run.test_metrics.read_bytes() for run in setting]
+    damaged = _make_run(source / "charades-i3d-pln2" / "seed0", _values(plan, 0))
+    damaged.config.write_text("model: [unclosed\n")
     with hold_run_lock(busy.root):
         outcomes = _outcomes(plan, source)
+    assert outcomes["charades-i3d-pln2/seed0"].startswith(f"unreadable: {damaged.config}: damaged")
     assert outcomes[f"{MODEL}/seed0"] == "another config: data.synthetic.scale: trial has 9.0, setting has 6.0"
     assert outcomes[f"{MODEL}/seed1"] == "unfinished"
     assert outcomes[f"{MODEL}/seed2"] == "being written"
