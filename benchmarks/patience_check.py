@@ -59,8 +59,8 @@ def plan_jobs(plan: Plan, patience: int, datasets: list[str] | None) -> list[Job
     line when the setting has no patience rule or ``patience`` is not longer than its."""
     root = Path(f"{plan.runs_root}-patience{patience}")
     jobs = []
-    for model in plan.used_models():
-        if plan.kind(model) != "train" or (datasets and plan.models[model]["dataset"] not in datasets):
+    for model in plan.trained_models():
+        if datasets and plan.models[model]["dataset"] not in datasets:
             continue
         for run in plan.runs(model):
             name = plan.config_name(run)

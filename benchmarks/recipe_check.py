@@ -66,7 +66,7 @@ def plan_jobs(plan: Plan, name: str, models: list[str], overrides: list[str]) ->
     ``SystemExit`` with one line for a model the setting does not train, an override that is not
     ``KEY=VALUE`` or makes an invalid config, and overrides that change nothing."""
     root = Path(f"{plan.runs_root}-{name}")
-    trained = [m for m in plan.used_models() if plan.kind(m) == "train"]
+    trained = plan.trained_models()
     unknown = [m for m in models if m not in trained]
     if unknown:
         raise SystemExit(f"recipe_check: {plan.setting_file} trains no model {', '.join(unknown)}")

@@ -38,11 +38,10 @@ def reuse(plan: Plan, source: Path) -> list[tuple[str, str]]:
     run of ``source`` was left ("no run", "unfinished", "being written", "another config: ...",
     "unreadable: ..." for a damaged config file)."""
     outcomes = []
-    for model in plan.used_models():
-        if plan.kind(model) != "train":
-            continue
+    for model in plan.trained_models():
         for run in plan.runs(model):
-            cfg = config_from_dict(plan.run_configs[plan.config_name(run)], plan.config_path(plan.config_name(run)))
+            name = plan.config_name(run)
+            cfg = config_from_dict(plan.run_configs[name], plan.config_path(name))
             src, dst = RunDir(source / run.model / f"seed{run.seed}"), RunDir(Path(plan.run_dir(run)))
             outcomes.append((str(dst.root), _reuse_one(src, dst, cfg)))
     return outcomes
@@ -54,10 +53,9 @@ def _reuse_one(src: RunDir, dst: RunDir, cfg: ExperimentConfig) -> str:
     if not src.is_complete():
         return "unfinished"
     try:
-        differences = run_config_differences(src, cfg)
+        differences = run_config_differences(src, cfg, names=("trial", "setting"))
         if differences:
-            return f"another config: {differences[0]}".replace("config has", "trial has").replace(
-                "checkpoint has", "setting has")
+            return f"another config: {differences[0]}"
         if dst.is_complete() and not run_config_differences(dst, cfg):
             return ALREADY
     except ConfigError as exc:  # a damaged config.yaml, named with what to do

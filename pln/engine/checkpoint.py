@@ -99,22 +99,24 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def config_differences(expected: Any, found: Any, prefix: str = "") -> list[str]:
-    """List ``key: expected != found`` for every leaf where two nested dicts differ."""
+def config_differences(expected: Any, found: Any, prefix: str = "",
+                       names: tuple[str, str] = ("config", "checkpoint")) -> list[str]:
+    """List ``key: <names[0]> has A, <names[1]> has B`` for every leaf where two nested dicts
+    differ (``key: missing in`` / ``unknown key in <names[1]>`` for a key on one side only)."""
     if isinstance(expected, dict) and isinstance(found, dict):
         out: list[str] = []
         for key in sorted(set(expected) | set(found), key=str):
             sub = f"{prefix}.{key}" if prefix else str(key)
             if key not in found:
-                out.append(f"{sub}: missing in checkpoint")
+                out.append(f"{sub}: missing in {names[1]}")
             elif key not in expected:
-                out.append(f"{sub}: unknown key in checkpoint")
+                out.append(f"{sub}: unknown key in {names[1]}")
             else:
-                out.extend(config_differences(expected[key], found[key], sub))
+                out.extend(config_differences(expected[key], found[key], sub, names))
         return out
     if isinstance(expected, (list, tuple)) and isinstance(found, (list, tuple)):
         expected, found = list(expected), list(found)
-    return [] if expected == found else [f"{prefix}: config has {expected!r}, checkpoint has {found!r}"]
+    return [] if expected == found else [f"{prefix}: {names[0]} has {expected!r}, {names[1]} has {found!r}"]
 
 
 def check_model_config(path: str | Path, state: dict[str, Any], model_cfg: dict[str, Any]) -> None:

@@ -194,11 +194,17 @@ def _reopen_for_more_epochs(run: RunDir) -> None:
         sidecar(run.root / name).unlink(missing_ok=True)
 
 
-def run_config_differences(run: RunDir, cfg: ExperimentConfig) -> list[str]:
-    """How the config a run folder was made with differs from ``cfg`` (``"key: config has A,
-    checkpoint has B"`` per leaf; empty when equal), the keys that leave results as they are
-    (:data:`~pln.config.RESULT_NEUTRAL_KEYS`) aside: the test of whether a run is ``cfg``'s."""
-    return config_differences(*_result_dicts(run, cfg))
+# How a run folder's config and the config it is compared with are named in the differences.
+RUN_VS_CONFIG: tuple[str, str] = ("run", "new config")
+
+
+def run_config_differences(run: RunDir, cfg: ExperimentConfig,
+                           names: tuple[str, str] = RUN_VS_CONFIG) -> list[str]:
+    """How the config a run folder was made with differs from ``cfg`` (``"key: run has A, new
+    config has B"`` per leaf, or the two ``names`` given; empty when equal), the keys that leave
+    results as they are (:data:`~pln.config.RESULT_NEUTRAL_KEYS`) aside: the test of whether a
+    run is ``cfg``'s."""
+    return config_differences(*_result_dicts(run, cfg), names=names)
 
 
 def _result_dicts(run: RunDir, cfg: ExperimentConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -220,7 +226,7 @@ def check_same_experiment(run: RunDir, cfg: ExperimentConfig, replace_stale: boo
     if not run.config.is_file() or not run.has_results():
         return
     old, new = _result_dicts(run, cfg)
-    diffs = config_differences(old, new)
+    diffs = config_differences(old, new, names=RUN_VS_CONFIG)
     if not diffs:
         return
     if extend and is_budget_extension(old, new):
@@ -230,8 +236,7 @@ def check_same_experiment(run: RunDir, cfg: ExperimentConfig, replace_stale: boo
         log.warning("%s: continuing with a longer budget (%s)", run.root, "; ".join(diffs))
         _reopen_for_more_epochs(run)
         return
-    shown = "; ".join(d.replace("config has", "run has").replace("checkpoint has", "new config has")
-                      for d in diffs[:3])
+    shown = "; ".join(diffs[:3])
     if not replace_stale:
         raise ConfigError(
             f"{run.root} holds a run of another configuration ({shown}); "

@@ -85,6 +85,10 @@ class Plan:
         return [m for m in self.models
                 if any(f.startswith(self.run_dir(r) + "/") for r in self.runs(m) for f in inputs)]
 
+    def trained_models(self) -> list[str]:
+        """The used models (:meth:`used_models`) that are trained, not prior-only baselines."""
+        return [m for m in self.used_models() if self.kind(m) == "train"]
+
     def run_dir(self, run: Run) -> str:
         leaf = "prior" if run.kind == "prior" else f"seed{run.seed}"
         return f"{self.runs_root}/{run.model}/{leaf}"
