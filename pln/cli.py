@@ -1,5 +1,5 @@
 """The ``pln`` command line: train, evaluate, predict, baseline-prior, stats, generate,
-convert, score, compare, example-jsonl, bench.
+convert, score, compare, example-jsonl, pack-runs, unpack-runs, bench.
 
 Each sub-command is a parser block in :func:`build_parser` and a ``cmd_*`` handler that imports
 its module inside the function, so ``pln --help`` (and argument errors) answer without loading
@@ -158,6 +158,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pack_runs(args: argparse.Namespace) -> int:
+    from pln.engine.run_archive import pack_runs
+    from pln.errors import ConfigError
+
+    outcomes = pack_runs(args.runs, args.out, checkpoints=args.checkpoints)
+    if not outcomes:
+        raise ConfigError(f"{args.runs}: holds no run folder (a folder with config.yaml); give a runs root "
+                          "such as runs/demo")
+    print("\n".join(o.line() for o in outcomes))
+    return 0
+
+
+def cmd_unpack_runs(args: argparse.Namespace) -> int:
+    from pln.engine.run_archive import SUFFIX, unpack_runs
+    from pln.errors import DataError
+
+    outcomes = unpack_runs(args.archives, args.out)
+    if not outcomes:
+        raise DataError(f"{args.archives}: holds no run archive (*{SUFFIX}); give the folder `pln pack-runs` wrote")
+    print("\n".join(o.line() for o in outcomes))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from pln.bench.run import main as bench_main
 
@@ -276,6 +299,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=0.1, help="size (synthetic Charades-STA scale, default 0.1)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_example_jsonl)
+
+    p = sub.add_parser("pack-runs", help="every run folder under a root into one .tar.gz each (to carry elsewhere)")
+    p.add_argument("runs", help="runs root, e.g. runs/demo: its <model>/seed<k> folders are packed")
+    p.add_argument("--out", required=True, help="archive folder: <model>/seed<k>.tar.gz mirror the run folders")
+    p.add_argument("--checkpoints", action="store_true",
+                   help="keep the checkpoints of finished runs too (for `pln evaluate` or `--extend` there; "
+                        "unfinished runs always keep theirs, to resume)")
+    p.set_defaults(func=cmd_pack_runs)
+
+    p = sub.add_parser("unpack-runs", help="restore the archives of `pln pack-runs` into run folders")
+    p.add_argument("archives", help="the archive folder `pln pack-runs` wrote")
+    p.add_argument("--out", required=True, help="runs root to restore into (a folder with results is left)")
+    p.set_defaults(func=cmd_unpack_runs)
 
     p = sub.add_parser("bench", help="throughput, memory, parameters and FLOPs of the paper's configurations")
     add_bench_arguments(p)

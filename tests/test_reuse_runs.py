@@ -15,6 +15,7 @@ import pytest
 
 from pln.bench import side_runs
 from pln.config import config_from_dict, merge, parse_override, save_config
+from pln.engine import run_dir as run_dir_module
 from pln.engine.run_dir import RunDir
 from pln.engine.run_lock import LOCK_NAME, hold_run_lock
 from pln.plan.loading import load_snakemake_config
@@ -115,7 +116,7 @@ def test_the_completeness_mark_moves_in_last(tmp_path, monkeypatch):
             raise OSError("killed before the last move")
         real_replace(a, b)
 
-    monkeypatch.setattr(side_runs.os, "replace", replace)
+    monkeypatch.setattr(run_dir_module.os, "replace", replace)  # place_run moves with move_into_run_folder
     with pytest.raises(OSError):
         side_runs.place_run(src.root, dst)
     assert moved[-1] == RunDir.TEST_METRICS and len(moved) > 2

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -38,7 +37,7 @@ import pandas as pd
 
 from pln import stats
 from pln.config import config_from_dict, load_config
-from pln.engine.run_dir import RunDir, empty_run_folder
+from pln.engine.run_dir import RunDir, move_into_run_folder
 from pln.engine.run_lock import LOCK_NAME, hold_run_lock
 from pln.plan.jobs import epoch_cost
 from pln.plan.loading import load_snakemake_config
@@ -84,9 +83,7 @@ def place_run(src: Path, dst: Path) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
         try:
             shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(LOCK_NAME), dirs_exist_ok=True)
-            empty_run_folder(RunDir(dst))
-            for entry in sorted(tmp.iterdir(), key=lambda p: p.name == RunDir.TEST_METRICS):
-                os.replace(entry, dst / entry.name)
+            move_into_run_folder(tmp, RunDir(dst))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

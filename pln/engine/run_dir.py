@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,6 +245,16 @@ def check_same_experiment(run: RunDir, cfg: ExperimentConfig, replace_stale: boo
             "a longer train.max_epochs or train.stop_patience alone)")
     log.warning("%s held a run of another configuration (%s); emptied, training afresh", run.root, shown)
     empty_run_folder(run)
+
+
+def move_into_run_folder(src: Path, run: RunDir) -> None:
+    """Replace what run folder ``run`` holds (all but its lock) with the entries of folder ``src``
+    (on the same file system), moved in with the completeness mark (``test_metrics.json``) last:
+    an interruption leaves a run that ``pln train`` resumes, never one that looks finished. The
+    caller holds the folder's lock."""
+    empty_run_folder(run)
+    for entry in sorted(src.iterdir(), key=lambda p: p.name == RunDir.TEST_METRICS):
+        os.replace(entry, run.root / entry.name)
 
 
 def empty_run_folder(run: RunDir) -> None:

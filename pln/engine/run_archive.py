@@ -1,0 +1,193 @@
+"""A run folder as one file, to carry it to another machine or checkout, where ``pln train`` and
+the workflow take it up as if it had been trained there.
+
+- :func:`pack_run` -- one run folder into a ``.tar.gz``: a finished run without its checkpoints
+  (its results are all that tables, figures and claims read), unless asked for them; an
+  unfinished run with them, so that ``pln train`` resumes it from its last epoch;
+- :func:`unpack_run` -- an archive into a run folder that holds no results yet;
+- :func:`pack_runs` / :func:`unpack_runs` -- every run folder under a root, mirrored as
+  ``<root>/<model>/seed<k>`` <-> ``<archive>/<model>/seed<k>.tar.gz``.
+
+Packing is deterministic (members sorted, times, owners and the gzip header fixed), so packing an
+unchanged run again gives the same bytes. Both directions hold the run folder's lock, so a run
+being trained is never packed half-written, nor unpacked into. Unpacking verifies the result
+files against their digests and moves the completeness mark (``test_metrics.json``) in last: an
+interrupted unpack leaves a run that ``pln train`` resumes or retrains, never one that looks finished.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pln.digest import sidecar
+from pln.engine.run_dir import RunDir, move_into_run_folder, verify_run_file
+from pln.engine.run_lock import LOCK_NAME, RunLockedError, hold_run_lock
+from pln.errors import ConfigError, DataError
+from pln.utils import atomic_write
+
+SUFFIX = ".tar.gz"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one run folder: ``action`` is ``packed``, ``unpacked`` or ``left``;
+    ``detail`` says why, or what the archive holds."""
+
+    run: Path
+    archive: Path
+    action: str
+    detail: str
+
+    def line(self) -> str:
+        arrow = f"{self.run} -> {self.archive}" if self.action == "packed" else f"{self.archive} -> {self.run}"
+        return f"{self.action:8s} {arrow} ({self.detail})"
+
+
+def _members(run: RunDir, checkpoints: bool) -> list[Path]:
+    """The files of a run folder that an archive carries, sorted by their path in the folder."""
+    files = []
+    for path in sorted(run.root.rglob("*")):
+        rel = path.relative_to(run.root)
+        if not path.is_file() or path.is_symlink() or rel.name == LOCK_NAME or rel.name.endswith(".tmp"):
+            continue
+        if rel.parts[0] == RunDir.CHECKPOINTS and not checkpoints:
+            continue
+        files.append(rel)
+    return files
+
+
+def _result_files(run: RunDir) -> list[Path]:
+    """The digested result files present in a run folder (:data:`RunDir.TRAIN_RESULTS`)."""
+    return [run.root / name for name in RunDir.TRAIN_RESULTS if (run.root / name).is_file()]
+
+
+def pack_run(run_dir: str | Path, archive: str | Path, checkpoints: bool = False) -> Outcome:
+    """Write run folder ``run_dir`` to ``archive`` (a ``.tar.gz``, atomically) and say what it holds.
+
+    A finished run (``test_metrics.json`` present) is packed without ``checkpoints/`` unless
+    ``checkpoints``; its result files are verified first (:class:`DataError` for a damaged one).
+    An unfinished run is packed with its checkpoints, or left (nothing written) when it has no
+    ``last.pt`` to resume from. :class:`ConfigError` for a folder without ``config.yaml``;
+    :class:`~pln.engine.run_lock.RunLockedError` while a process writes it.
+    """
+    run, archive = RunDir(Path(run_dir)), Path(archive)
+    if not run.config.is_file():
+        raise ConfigError(f"{run.root}: not a run folder (no {RunDir.CONFIG}); give a folder `pln train` wrote")
+    with hold_run_lock(run.root):
+        finished = run.is_complete()
+        if finished:
+            for path in _result_files(run):
+                verify_run_file(path)
+        elif not run.last.is_file():
+            return Outcome(run.root, archive, "left", f"unfinished, no {RunDir.CHECKPOINTS}/{RunDir.LAST} to resume from")
+        keep = checkpoints or not finished
+        names = _members(run, keep)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
+                    tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                for rel in names:
+                    info = tarfile.TarInfo(rel.as_posix())
+                    data = (run.root / rel).read_bytes()
+                    info.size, info.mode, info.mtime = len(data), 0o644, 0
+                    tar.addfile(info, io.BytesIO(data))
+
+        atomic_write(archive, write)
+    state = "finished" if finished else "unfinished, resumable"
+    carried = "with checkpoints" if keep else "without checkpoints"
+    return Outcome(run.root, archive, "packed", f"{state}, {carried}, {len(names)} files, "
+                                                f"{archive.stat().st_size / 1e3:,.0f} kB")
+
+
+def _extract(archive: Path, into: Path) -> None:
+    """Extract the regular files of ``archive`` into folder ``into``; :class:`DataError` naming
+    the archive for one that is not a readable run archive."""
+    hint = "pack the run again (`pln pack-runs`) or delete the archive"
+    try:
+        with tarfile.open(archive, mode="r:gz") as tar:
+            for member in tar.getmembers():
+                if not member.isfile():
+                    raise DataError(f"{archive}: holds {member.name!r}, not a plain file -- {hint}")
+            tar.extractall(into, filter="data")
+    except FileNotFoundError:
+        raise DataError(f"{archive}: no such archive -- give the path of a `pln pack-runs` archive") from None
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{archive}: not a readable run archive ({reason[:100]}) -- {hint}") from None
+    if not (into / RunDir.CONFIG).is_file():
+        raise DataError(f"{archive}: holds no {RunDir.CONFIG}, so it is not a run archive -- {hint}")
+
+
+def unpack_run(archive: str | Path, run_dir: str | Path) -> Outcome:
+    """Restore ``archive`` into run folder ``run_dir`` and say what it held.
+
+    A folder that holds results already (a checkpoint or a result file) is left as it is: delete
+    it to restore the archive in its place. The archive's result files are verified against their
+    digests before anything moves (:class:`DataError` naming the archive); the files then get the
+    time of the unpack, so a workflow sees them as newer than their inputs' past.
+    """
+    archive, run = Path(archive), RunDir(Path(run_dir))
+    if run.has_results():
+        return Outcome(run.root, archive, "left", "the run folder holds results already; delete it to restore the archive")
+    run.root.mkdir(parents=True, exist_ok=True)
+    with hold_run_lock(run.root):
+        if run.has_results():  # written between the look above and the lock
+            return Outcome(run.root, archive, "left", "the run folder holds results already")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{run.root.name}.", suffix=".tmp", dir=run.root.parent))
+        try:
+            _extract(archive, tmp)
+            restored = RunDir(tmp)
+            for path in _result_files(restored):
+                try:
+                    verify_run_file(path)
+                except DataError:
+                    raise DataError(f"{archive}: its {path.name} does not match its digest "
+                                    f"{sidecar(path).name} -- pack the run again from a good copy") from None
+            finished = restored.is_complete()
+            with_checkpoints = (tmp / RunDir.CHECKPOINTS).is_dir()
+            count = sum(1 for p in tmp.rglob("*") if p.is_file())
+            for path in sorted(tmp.rglob("*"), key=lambda p: p.name == RunDir.TEST_METRICS):
+                if path.is_file():
+                    os.utime(path)
+            move_into_run_folder(tmp, run)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    state = "finished" if finished else "unfinished, resumable"
+    carried = "with checkpoints" if with_checkpoints else "without checkpoints"
+    return Outcome(run.root, archive, "unpacked", f"{state}, {carried}, {count} files")
+
+
+def run_folders(root: str | Path) -> list[Path]:
+    """Every run folder under ``root`` (a folder with a ``config.yaml``), sorted."""
+    return sorted(config.parent for config in Path(root).rglob(RunDir.CONFIG))
+
+
+def pack_runs(root: str | Path, dest: str | Path, checkpoints: bool = False) -> list[Outcome]:
+    """:func:`pack_run` for every run folder under ``root``, into ``dest`` mirroring the folders
+    (``<root>/a/seed0`` -> ``<dest>/a/seed0.tar.gz``). A run being trained is left, with the
+    reason, and the others packed."""
+    root, dest = Path(root), Path(dest)
+    outcomes = []
+    for folder in run_folders(root):
+        archive = dest / (folder.relative_to(root).as_posix() + SUFFIX)
+        try:
+            outcomes.append(pack_run(folder, archive, checkpoints))
+        except RunLockedError:
+            outcomes.append(Outcome(folder, archive, "left", "being trained now; pack it when its process has ended"))
+    return outcomes
+
+
+def unpack_runs(src: str | Path, root: str | Path) -> list[Outcome]:
+    """:func:`unpack_run` for every archive under ``src`` (``*.tar.gz``), each into the run folder
+    under ``root`` that it mirrors."""
+    src, root = Path(src), Path(root)
+    archives = sorted(src.rglob("*" + SUFFIX))
+    return [unpack_run(a, root / a.relative_to(src).as_posix()[: -len(SUFFIX)]) for a in archives]
