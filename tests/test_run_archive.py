@@ -1,6 +1,7 @@
 """pln.engine.run_archive (``pln pack-runs`` / ``pln unpack-runs``): a finished run carried to
 another runs root without its checkpoints is taken there as finished (same files, nothing
-retrained); an unfinished run carried with its checkpoints resumes there to the metrics of an
+retrained), one that ran to its epoch cap with them (extended there as a fresh longer run); an
+unfinished run carried with its checkpoints resumes there to the metrics of an
 uninterrupted run; packing is byte-for-byte repeatable; damaged archives, damaged result files, a
 run being trained and a folder with results are refused or left with one line; an interrupted
 unpack never leaves a run that looks finished. Tiny synthetic runs on the CPU, and hand-made
@@ -40,13 +41,15 @@ def _files(root: Path) -> dict[str, bytes]:
 def finished(tmp_path_factory) -> tuple[Path, dict, dict]:
     """A tiny run trained to the end under ``<tmp>/runs/tiny/seed0``: (runs root, config, result)."""
     tmp = tmp_path_factory.mktemp("archive")
-    values = tiny_config(tmp)
+    # Val R1@0.5 cannot move at this rate, so the stopping rule ends the run after epoch 2 of 4.
+    values = tiny_config(tmp, train__lr=1e-9, train__max_epochs=4, train__stop_patience=1)
     result = train(config_from_dict(values), tmp / "runs" / "tiny" / "seed0")
     return tmp / "runs", values, result
 
 
 def test_a_finished_run_travels_without_checkpoints_and_is_not_retrained(finished, tmp_path):
     runs, values, result = finished
+    assert result["run"]["epochs_run"] == 2  # stopped by its rule, before its cap
     outcomes = pack_runs(runs, tmp_path / "archive")
     archive = tmp_path / "archive" / "tiny" / "seed0.tar.gz"
     assert [(o.action, o.archive) for o in outcomes] == [("packed", archive)]
@@ -72,6 +75,18 @@ def test_a_finished_run_travels_without_checkpoints_and_is_not_retrained(finishe
     assert again.action == "left" and _files(target) == before
 
 
+def test_a_run_that_reached_its_epoch_cap_keeps_its_checkpoints_and_can_be_extended_elsewhere(tmp_path):
+    values = tiny_config(tmp_path, train__max_epochs=2)
+    train(config_from_dict(values), tmp_path / "runs" / "m" / "seed0")
+    [packed] = pack_runs(tmp_path / "runs", tmp_path / "archive")
+    assert "finished at its epoch cap, extendable, with checkpoints" in packed.detail
+    unpack_runs(tmp_path / "archive", tmp_path / "other")
+    longer = tiny_config(tmp_path, train__max_epochs=3)
+    extended = train(config_from_dict(longer), tmp_path / "other" / "m" / "seed0", extend=True)
+    fresh = train(config_from_dict(longer), tmp_path / "fresh")
+    assert extended["metrics"] == fresh["metrics"] and extended["run"]["epochs_run"] == 3
+
+
 def test_checkpoints_travel_when_asked(finished, tmp_path):
     runs, _, _ = finished
     outcome = pack_run(runs / "tiny" / "seed0", tmp_path / "a.tar.gz", checkpoints=True)
@@ -80,9 +95,9 @@ def test_checkpoints_travel_when_asked(finished, tmp_path):
     assert _files(tmp_path / "copy") == _files(runs / "tiny" / "seed0")
 
 
-def test_an_unfinished_run_resumes_elsewhere_to_the_uninterrupted_metrics(finished, tmp_path):
-    _, values, result = finished
-    values = tiny_config(tmp_path)  # its own data folder, the same data
+def test_an_unfinished_run_resumes_elsewhere_to_the_uninterrupted_metrics(tmp_path):
+    values = tiny_config(tmp_path)
+    result = train(config_from_dict(values), tmp_path / "uninterrupted")
     cfg_path = write_config(tmp_path, values)
     killed = tmp_path / "runs" / "tiny" / "seed0"
     steps = _train_steps(values)

@@ -2,8 +2,9 @@
 the workflow take it up as if it had been trained there.
 
 - :func:`pack_run` -- one run folder into a ``.tar.gz``: a finished run without its checkpoints
-  (its results are all that tables, figures and claims read), unless asked for them; an
-  unfinished run with them, so that ``pln train`` resumes it from its last epoch;
+  (its results are all that tables, figures and claims read), unless asked for them or the run
+  ran to ``train.max_epochs`` (``pln train --extend`` may continue it); an unfinished run with
+  them, so that ``pln train`` resumes it from its last epoch;
 - :func:`unpack_run` -- an archive into a run folder that holds no results yet;
 - :func:`pack_runs` / :func:`unpack_runs` -- every run folder under a root, mirrored as
   ``<root>/<model>/seed<k>`` <-> ``<archive>/<model>/seed<k>.tar.gz``.
@@ -69,11 +70,19 @@ def _result_files(run: RunDir) -> list[Path]:
     return [run.root / name for name in RunDir.TRAIN_RESULTS if (run.root / name).is_file()]
 
 
+def ran_to_the_cap(run: RunDir) -> bool:
+    """Whether finished run ``run`` trained all its ``train.max_epochs`` (its stopping rule, if
+    any, never fired): a longer budget would continue it (``pln train --extend``)."""
+    epochs_run = run.read_test_metrics().get("run", {}).get("epochs_run")
+    return epochs_run is not None and int(epochs_run) >= run.read_config().train.max_epochs
+
+
 def pack_run(run_dir: str | Path, archive: str | Path, checkpoints: bool = False) -> Outcome:
     """Write run folder ``run_dir`` to ``archive`` (a ``.tar.gz``, atomically) and say what it holds.
 
     A finished run (``test_metrics.json`` present) is packed without ``checkpoints/`` unless
-    ``checkpoints``; its result files are verified first (:class:`DataError` for a damaged one).
+    ``checkpoints`` or it ran to its cap (:func:`ran_to_the_cap`: ``--extend`` continues it from
+    ``last.pt``); its result files are verified first (:class:`DataError` for a damaged one).
     An unfinished run is packed with its checkpoints, or left (nothing written) when it has no
     ``last.pt`` to resume from. :class:`ConfigError` for a folder without ``config.yaml``;
     :class:`~pln.engine.run_lock.RunLockedError` while a process writes it.
@@ -88,7 +97,8 @@ def pack_run(run_dir: str | Path, archive: str | Path, checkpoints: bool = False
                 verify_run_file(path)
         elif not run.last.is_file():
             return Outcome(run.root, archive, "left", f"unfinished, no {RunDir.CHECKPOINTS}/{RunDir.LAST} to resume from")
-        keep = checkpoints or not finished
+        capped = finished and ran_to_the_cap(run)
+        keep = checkpoints or capped or not finished
         names = _members(run, keep)
 
         def write(tmp: str) -> None:
@@ -101,7 +111,7 @@ def pack_run(run_dir: str | Path, archive: str | Path, checkpoints: bool = False
                     tar.addfile(info, io.BytesIO(data))
 
         atomic_write(archive, write)
-    state = "finished" if finished else "unfinished, resumable"
+    state = ("finished at its epoch cap, extendable" if capped else "finished") if finished else "unfinished, resumable"
     carried = "with checkpoints" if keep else "without checkpoints"
     return Outcome(run.root, archive, "packed", f"{state}, {carried}, {len(names)} files, "
                                                 f"{archive.stat().st_size / 1e3:,.0f} kB")
