@@ -300,9 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_example_jsonl)
 
-    p = sub.add_parser("pack-runs", help="every run folder under a root into one .tar.gz each (to carry elsewhere)")
+    p = sub.add_parser("pack-runs", help="every run folder under a root into one .tar.xz each (to carry elsewhere)")
     p.add_argument("runs", help="runs root, e.g. runs/demo: its <model>/seed<k> folders are packed")
-    p.add_argument("--out", required=True, help="archive folder: <model>/seed<k>.tar.gz mirror the run folders")
+    p.add_argument("--out", required=True, help="archive folder: <model>/seed<k>.tar.xz mirror the run folders")
     p.add_argument("--checkpoints", action="store_true",
                    help="keep the checkpoints of finished runs too (for `pln evaluate` or `--extend` there; "
                         "unfinished runs always keep theirs, to resume)")

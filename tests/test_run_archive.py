@@ -51,8 +51,8 @@ def test_a_finished_run_travels_without_checkpoints_and_is_not_retrained(finishe
     runs, values, result = finished
     assert result["run"]["epochs_run"] == 2  # stopped by its rule, before its cap
     outcomes = pack_runs(runs, tmp_path / "archive")
-    archive = tmp_path / "archive" / "tiny" / "seed0.tar.gz"
-    assert [(o.action, o.archive) for o in outcomes] == [("packed", archive)]
+    archive = tmp_path / "archive" / "tiny" / "seed0.tar.xz"
+    assert [(o.action, o.target) for o in outcomes] == [("packed", archive)]
     assert "finished, without checkpoints" in outcomes[0].detail
     first = archive.read_bytes()
     pack_runs(runs, tmp_path / "archive")
@@ -60,7 +60,7 @@ def test_a_finished_run_travels_without_checkpoints_and_is_not_retrained(finishe
 
     [restored] = unpack_runs(tmp_path / "archive", tmp_path / "elsewhere")
     target = tmp_path / "elsewhere" / "tiny" / "seed0"
-    assert (restored.action, restored.run) == ("unpacked", target)
+    assert (restored.action, restored.target) == ("unpacked", target)
     source = _files(runs / "tiny" / "seed0")
     assert _files(target) == {k: v for k, v in source.items() if not k.startswith("checkpoints/")}
     assert any(k.startswith("checkpoints/") for k in source)
@@ -89,9 +89,9 @@ def test_a_run_that_reached_its_epoch_cap_keeps_its_checkpoints_and_can_be_exten
 
 def test_checkpoints_travel_when_asked(finished, tmp_path):
     runs, _, _ = finished
-    outcome = pack_run(runs / "tiny" / "seed0", tmp_path / "a.tar.gz", checkpoints=True)
+    outcome = pack_run(runs / "tiny" / "seed0", tmp_path / "a.tar.xz", checkpoints=True)
     assert "with checkpoints" in outcome.detail
-    unpack_run(tmp_path / "a.tar.gz", tmp_path / "copy")
+    unpack_run(tmp_path / "a.tar.xz", tmp_path / "copy")
     assert _files(tmp_path / "copy") == _files(runs / "tiny" / "seed0")
 
 
@@ -133,8 +133,8 @@ def test_a_damaged_result_file_is_not_packed(tmp_path):
     run = _make_run(tmp_path / "runs" / "m" / "seed0")
     run.predictions.write_text("qid,start,end\n0,1.0,9.0\n")
     with pytest.raises(DataError, match=r"predictions\.csv: content does not match its digest"):
-        pack_run(run.root, tmp_path / "a.tar.gz")
-    assert not (tmp_path / "a.tar.gz").exists()
+        pack_run(run.root, tmp_path / "a.tar.xz")
+    assert not (tmp_path / "a.tar.xz").exists()
 
 
 def test_a_run_being_trained_is_left_and_the_others_packed(tmp_path):
@@ -142,15 +142,15 @@ def test_a_run_being_trained_is_left_and_the_others_packed(tmp_path):
     _make_run(tmp_path / "runs" / "m" / "seed1")
     _make_run(tmp_path / "runs" / "m" / "seed2", finished=False).last.unlink()
     with hold_run_lock(busy.root):
-        outcomes = {o.run.name: (o.action, o.detail) for o in pack_runs(tmp_path / "runs", tmp_path / "archive")}
+        outcomes = {o.source.name: (o.action, o.detail) for o in pack_runs(tmp_path / "runs", tmp_path / "archive")}
     assert outcomes["seed0"] == ("left", "being trained now; pack it when its process has ended")
     assert outcomes["seed1"][0] == "packed"
     assert outcomes["seed2"] == ("left", "unfinished, no checkpoints/last.pt to resume from")
-    assert sorted(p.name for p in (tmp_path / "archive" / "m").iterdir()) == ["seed1.tar.gz"]
+    assert sorted(p.name for p in (tmp_path / "archive" / "m").iterdir()) == ["seed1.tar.xz"]
 
 
 def _tar(path: Path, members: dict[str, bytes], link: str | None = None) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
+    with tarfile.open(path, "w:xz") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -170,7 +170,7 @@ def _tar(path: Path, members: dict[str, bytes], link: str | None = None) -> Path
 ])
 def test_a_bad_archive_is_refused_with_one_line_and_nothing_restored(tmp_path, make, message):
     run = _make_run(tmp_path / "runs" / "m" / "seed0")
-    archive = tmp_path / "a.tar.gz"
+    archive = tmp_path / "a.tar.xz"
     pack_run(run.root, archive)
     make(archive)
     with pytest.raises(DataError, match=message) as info:
@@ -184,15 +184,15 @@ def test_an_archive_whose_results_do_not_match_their_digests_is_refused(tmp_path
     run = _make_run(tmp_path / "runs" / "m" / "seed0")
     files = _files(run.root)
     files["predictions.csv"] = b"qid,start,end\n0,1.0,9.0\n"
-    archive = _tar(tmp_path / "a.tar.gz", files)
-    with pytest.raises(DataError, match=r"a\.tar\.gz: its predictions\.csv does not match its digest"):
+    archive = _tar(tmp_path / "a.tar.xz", files)
+    with pytest.raises(DataError, match=r"a\.tar\.xz: its predictions\.csv does not match its digest"):
         unpack_run(archive, tmp_path / "to")
     assert not RunDir(tmp_path / "to").has_results()
 
 
 def test_an_interrupted_unpack_leaves_a_run_that_does_not_look_finished(tmp_path, monkeypatch):
     run = _make_run(tmp_path / "runs" / "m" / "seed0")
-    pack_run(run.root, tmp_path / "a.tar.gz")
+    pack_run(run.root, tmp_path / "a.tar.xz")
     real = os.replace
     moved: list[str] = []
 
@@ -201,7 +201,7 @@ def test_an_interrupted_unpack_leaves_a_run_that_does_not_look_finished(tmp_path
         real(src, dst)
 
     monkeypatch.setattr(run_dir_module.os, "replace", record)
-    unpack_run(tmp_path / "a.tar.gz", tmp_path / "whole")
+    unpack_run(tmp_path / "a.tar.xz", tmp_path / "whole")
     assert moved[-1] == RunDir.TEST_METRICS and len(moved) == len(_files(tmp_path / "whole"))
     for k in range(len(moved)):  # interrupted at each move in turn
         calls = iter(range(len(moved)))
@@ -213,7 +213,7 @@ def test_an_interrupted_unpack_leaves_a_run_that_does_not_look_finished(tmp_path
 
         monkeypatch.setattr(run_dir_module.os, "replace", interrupt)
         with pytest.raises(KeyboardInterrupt):
-            unpack_run(tmp_path / "a.tar.gz", tmp_path / f"to{k}")
+            unpack_run(tmp_path / "a.tar.xz", tmp_path / f"to{k}")
         assert not RunDir(tmp_path / f"to{k}").is_complete()
 
 
@@ -229,4 +229,4 @@ def test_cli_prints_one_line_per_run_and_refuses_an_empty_root(tmp_path, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {tmp_path / 'empty'}: holds no run folder (a folder with config.yaml); give a runs root "
                    "such as runs/demo",
-                   f"error: {tmp_path / 'empty'}: holds no run archive (*.tar.gz); give the folder `pln pack-runs` wrote"]
+                   f"error: {tmp_path / 'empty'}: holds no run archive (*.tar.xz); give the folder `pln pack-runs` wrote"]

@@ -1,16 +1,17 @@
 """A run folder as one file, to carry it to another machine or checkout, where ``pln train`` and
 the workflow take it up as if it had been trained there.
 
-- :func:`pack_run` -- one run folder into a ``.tar.gz``: a finished run without its checkpoints
+- :func:`pack_run` -- one run folder into a ``.tar.xz``: a finished run without its checkpoints
   (its results are all that tables, figures and claims read), unless asked for them or the run
   ran to ``train.max_epochs`` (``pln train --extend`` may continue it); an unfinished run with
   them, so that ``pln train`` resumes it from its last epoch;
 - :func:`unpack_run` -- an archive into a run folder that holds no results yet;
 - :func:`pack_runs` / :func:`unpack_runs` -- every run folder under a root, mirrored as
-  ``<root>/<model>/seed<k>`` <-> ``<archive>/<model>/seed<k>.tar.gz``.
+  ``<root>/<model>/seed<k>`` <-> ``<archive>/<model>/seed<k>.tar.xz``.
 
-Packing is deterministic (members sorted, times, owners and the gzip header fixed), so packing an
-unchanged run again gives the same bytes. Both directions hold the run folder's lock, so a run
+Packing is deterministic (members sorted, their times and owners fixed; xz, whose stream holds no
+time), so packing an unchanged run again gives the same bytes; xz keeps the per-query prediction
+files to about a sixth of their size. Both directions hold the run folder's lock, so a run
 being trained is never packed half-written, nor unpacked into. Unpacking verifies the result
 files against their digests and moves the completeness mark (``test_metrics.json``) in last: an
 interrupted unpack leaves a run that ``pln train`` resumes or retrains, never one that looks finished.
@@ -18,13 +19,12 @@ interrupted unpack leaves a run that ``pln train`` resumes or retrains, never on
 
 from __future__ import annotations
 
-import gzip
 import io
+import lzma
 import os
 import shutil
 import tarfile
 import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,22 +34,23 @@ from pln.engine.run_lock import LOCK_NAME, RunLockedError, hold_run_lock
 from pln.errors import ConfigError, DataError
 from pln.utils import atomic_write
 
-SUFFIX = ".tar.gz"
+SUFFIX = ".tar.xz"
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one run folder: ``action`` is ``packed``, ``unpacked`` or ``left``;
-    ``detail`` says why, or what the archive holds."""
+    """What became of one run folder or archive: ``action`` is ``packed``, ``unpacked`` or
+    ``left``; ``source`` is what was (or would have been) read, the run folder when packing and
+    the archive when unpacking, ``target`` what was (or would have been) written; ``detail`` says
+    why, or what the archive holds."""
 
-    run: Path
-    archive: Path
+    source: Path
+    target: Path
     action: str
     detail: str
 
     def line(self) -> str:
-        arrow = f"{self.run} -> {self.archive}" if self.action == "packed" else f"{self.archive} -> {self.run}"
-        return f"{self.action:8s} {arrow} ({self.detail})"
+        return f"{self.action:8s} {self.source} -> {self.target} ({self.detail})"
 
 
 def _members(run: RunDir, checkpoints: bool) -> list[Path]:
@@ -78,7 +79,7 @@ def ran_to_the_cap(run: RunDir) -> bool:
 
 
 def pack_run(run_dir: str | Path, archive: str | Path, checkpoints: bool = False) -> Outcome:
-    """Write run folder ``run_dir`` to ``archive`` (a ``.tar.gz``, atomically) and say what it holds.
+    """Write run folder ``run_dir`` to ``archive`` (a ``.tar.xz``, atomically) and say what it holds.
 
     A finished run (``test_metrics.json`` present) is packed without ``checkpoints/`` unless
     ``checkpoints`` or it ran to its cap (:func:`ran_to_the_cap`: ``--extend`` continues it from
@@ -102,8 +103,7 @@ def pack_run(run_dir: str | Path, archive: str | Path, checkpoints: bool = False
         names = _members(run, keep)
 
         def write(tmp: str) -> None:
-            with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
-                    tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            with tarfile.open(tmp, mode="w:xz", format=tarfile.PAX_FORMAT) as tar:
                 for rel in names:
                     info = tarfile.TarInfo(rel.as_posix())
                     data = (run.root / rel).read_bytes()
@@ -122,14 +122,14 @@ def _extract(archive: Path, into: Path) -> None:
     the archive for one that is not a readable run archive."""
     hint = "pack the run again (`pln pack-runs`) or delete the archive"
     try:
-        with tarfile.open(archive, mode="r:gz") as tar:
+        with tarfile.open(archive, mode="r:xz") as tar:
             for member in tar.getmembers():
                 if not member.isfile():
                     raise DataError(f"{archive}: holds {member.name!r}, not a plain file -- {hint}")
             tar.extractall(into, filter="data")
     except FileNotFoundError:
         raise DataError(f"{archive}: no such archive -- give the path of a `pln pack-runs` archive") from None
-    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
+    except (tarfile.TarError, lzma.LZMAError, EOFError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataError(f"{archive}: not a readable run archive ({reason[:100]}) -- {hint}") from None
     if not (into / RunDir.CONFIG).is_file():
@@ -146,11 +146,11 @@ def unpack_run(archive: str | Path, run_dir: str | Path) -> Outcome:
     """
     archive, run = Path(archive), RunDir(Path(run_dir))
     if run.has_results():
-        return Outcome(run.root, archive, "left", "the run folder holds results already; delete it to restore the archive")
+        return Outcome(archive, run.root, "left", "the run folder holds results already; delete it to restore the archive")
     run.root.mkdir(parents=True, exist_ok=True)
     with hold_run_lock(run.root):
         if run.has_results():  # written between the look above and the lock
-            return Outcome(run.root, archive, "left", "the run folder holds results already")
+            return Outcome(archive, run.root, "left", "the run folder holds results already")
         tmp = Path(tempfile.mkdtemp(prefix=f".{run.root.name}.", suffix=".tmp", dir=run.root.parent))
         try:
             _extract(archive, tmp)
@@ -172,7 +172,7 @@ def unpack_run(archive: str | Path, run_dir: str | Path) -> Outcome:
             shutil.rmtree(tmp, ignore_errors=True)
     state = "finished" if finished else "unfinished, resumable"
     carried = "with checkpoints" if with_checkpoints else "without checkpoints"
-    return Outcome(run.root, archive, "unpacked", f"{state}, {carried}, {count} files")
+    return Outcome(archive, run.root, "unpacked", f"{state}, {carried}, {count} files")
 
 
 def run_folders(root: str | Path) -> list[Path]:
@@ -182,7 +182,7 @@ def run_folders(root: str | Path) -> list[Path]:
 
 def pack_runs(root: str | Path, dest: str | Path, checkpoints: bool = False) -> list[Outcome]:
     """:func:`pack_run` for every run folder under ``root``, into ``dest`` mirroring the folders
-    (``<root>/a/seed0`` -> ``<dest>/a/seed0.tar.gz``). A run being trained is left, with the
+    (``<root>/a/seed0`` -> ``<dest>/a/seed0.tar.xz``). A run being trained is left, with the
     reason, and the others packed."""
     root, dest = Path(root), Path(dest)
     outcomes = []
@@ -196,7 +196,7 @@ def pack_runs(root: str | Path, dest: str | Path, checkpoints: bool = False) -> 
 
 
 def unpack_runs(src: str | Path, root: str | Path) -> list[Outcome]:
-    """:func:`unpack_run` for every archive under ``src`` (``*.tar.gz``), each into the run folder
+    """:func:`unpack_run` for every archive under ``src`` (``*.tar.xz``), each into the run folder
     under ``root`` that it mirrors."""
     src, root = Path(src), Path(root)
     archives = sorted(src.rglob("*" + SUFFIX))
