@@ -141,11 +141,13 @@ def test_a_run_being_trained_is_left_and_the_others_packed(tmp_path):
     busy = _make_run(tmp_path / "runs" / "m" / "seed0")
     _make_run(tmp_path / "runs" / "m" / "seed1")
     _make_run(tmp_path / "runs" / "m" / "seed2", finished=False).last.unlink()
+    _make_run(tmp_path / "runs" / "m" / ".seed1.x7.tmp")  # an interrupted copy: not a run folder
     with hold_run_lock(busy.root):
         outcomes = {o.source.name: (o.action, o.detail) for o in pack_runs(tmp_path / "runs", tmp_path / "archive")}
     assert outcomes["seed0"] == ("left", "being trained now; pack it when its process has ended")
     assert outcomes["seed1"][0] == "packed"
     assert outcomes["seed2"] == ("left", "unfinished, no checkpoints/last.pt to resume from")
+    assert len(outcomes) == 3
     assert sorted(p.name for p in (tmp_path / "archive" / "m").iterdir()) == ["seed1.tar.xz"]
 
 

@@ -10,8 +10,8 @@ the workflow take it up as if it had been trained there.
   ``<root>/<model>/seed<k>`` <-> ``<archive>/<model>/seed<k>.tar.xz``.
 
 Packing is deterministic (members sorted, their times and owners fixed; xz, whose stream holds no
-time), so packing an unchanged run again gives the same bytes; xz keeps the per-query prediction
-files to about a sixth of their size. Both directions hold the run folder's lock, so a run
+time), so packing an unchanged run again gives the same bytes; with xz, the 3.2 MB of result
+files of a TACoS demo run (2,501 test queries) pack to 350 kB. Both directions hold the run folder's lock, so a run
 being trained is never packed half-written, nor unpacked into. Unpacking verifies the result
 files against their digests and moves the completeness mark (``test_metrics.json``) in last: an
 interrupted unpack leaves a run that ``pln train`` resumes or retrains, never one that looks finished.
@@ -141,8 +141,9 @@ def unpack_run(archive: str | Path, run_dir: str | Path) -> Outcome:
 
     A folder that holds results already (a checkpoint or a result file) is left as it is: delete
     it to restore the archive in its place. The archive's result files are verified against their
-    digests before anything moves (:class:`DataError` naming the archive); the files then get the
-    time of the unpack, so a workflow sees them as newer than their inputs' past.
+    digests before anything moves (:class:`DataError` naming the archive). The files get the time
+    of the unpack, not the fixed time of the archive, so that a workflow does not take them for
+    outputs older than their inputs.
     """
     archive, run = Path(archive), RunDir(Path(run_dir))
     if run.has_results():
@@ -176,8 +177,11 @@ def unpack_run(archive: str | Path, run_dir: str | Path) -> Outcome:
 
 
 def run_folders(root: str | Path) -> list[Path]:
-    """Every run folder under ``root`` (a folder with a ``config.yaml``), sorted."""
-    return sorted(config.parent for config in Path(root).rglob(RunDir.CONFIG))
+    """Every run folder under ``root`` (a folder with a ``config.yaml``), sorted; hidden folders
+    (the temporary copies of an interrupted placement or unpack) are not run folders."""
+    root = Path(root)
+    return sorted(config.parent for config in root.rglob(RunDir.CONFIG)
+                  if not any(part.startswith(".") for part in config.parent.relative_to(root).parts))
 
 
 def pack_runs(root: str | Path, dest: str | Path, checkpoints: bool = False) -> list[Outcome]:
