@@ -71,6 +71,13 @@ def _result_files(run: RunDir) -> list[Path]:
     return [run.root / name for name in RunDir.TRAIN_RESULTS if (run.root / name).is_file()]
 
 
+def _contents(finished: bool, checkpoints: bool, files: int, state: str | None = None) -> str:
+    """What an archive holds, in the words both :func:`pack_run` and :func:`unpack_run` print;
+    ``state`` overrides the finished/unfinished wording."""
+    state = state or ("finished" if finished else "unfinished, resumable")
+    return f"{state}, {'with' if checkpoints else 'without'} checkpoints, {files} files"
+
+
 def ran_to_the_cap(run: RunDir) -> bool:
     """Whether finished run ``run`` trained all its ``train.max_epochs`` (its stopping rule, if
     any, never fired): a longer budget would continue it (``pln train --extend``)."""
@@ -111,9 +118,8 @@ def pack_run(run_dir: str | Path, archive: str | Path, checkpoints: bool = False
                     tar.addfile(info, io.BytesIO(data))
 
         atomic_write(archive, write)
-    state = ("finished at its epoch cap, extendable" if capped else "finished") if finished else "unfinished, resumable"
-    carried = "with checkpoints" if keep else "without checkpoints"
-    return Outcome(run.root, archive, "packed", f"{state}, {carried}, {len(names)} files, "
+    state = "finished at its epoch cap, extendable" if capped else None
+    return Outcome(run.root, archive, "packed", f"{_contents(finished, keep, len(names), state)}, "
                                                 f"{archive.stat().st_size / 1e3:,.0f} kB")
 
 
@@ -171,9 +177,7 @@ def unpack_run(archive: str | Path, run_dir: str | Path) -> Outcome:
             move_into_run_folder(tmp, run)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    state = "finished" if finished else "unfinished, resumable"
-    carried = "with checkpoints" if with_checkpoints else "without checkpoints"
-    return Outcome(archive, run.root, "unpacked", f"{state}, {carried}, {count} files")
+    return Outcome(archive, run.root, "unpacked", _contents(finished, with_checkpoints, count))
 
 
 def run_folders(root: str | Path) -> list[Path]:
