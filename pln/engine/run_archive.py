@@ -71,10 +71,10 @@ def _result_files(run: RunDir) -> list[Path]:
     return [run.root / name for name in RunDir.TRAIN_RESULTS if (run.root / name).is_file()]
 
 
-def _contents(finished: bool, checkpoints: bool, files: int, state: str | None = None) -> str:
+def _contents(finished: bool, checkpoints: bool, files: int, capped: bool = False) -> str:
     """What an archive holds, in the words both :func:`pack_run` and :func:`unpack_run` print;
-    ``state`` overrides the finished/unfinished wording."""
-    state = state or ("finished" if finished else "unfinished, resumable")
+    ``capped``: a finished run that ran to its epoch cap (:func:`ran_to_the_cap`)."""
+    state = ("finished at its epoch cap, extendable" if capped else "finished") if finished else "unfinished, resumable"
     return f"{state}, {'with' if checkpoints else 'without'} checkpoints, {files} files"
 
 
@@ -118,8 +118,7 @@ def pack_run(run_dir: str | Path, archive: str | Path, checkpoints: bool = False
                     tar.addfile(info, io.BytesIO(data))
 
         atomic_write(archive, write)
-    state = "finished at its epoch cap, extendable" if capped else None
-    return Outcome(run.root, archive, "packed", f"{_contents(finished, keep, len(names), state)}, "
+    return Outcome(run.root, archive, "packed", f"{_contents(finished, keep, len(names), capped)}, "
                                                 f"{archive.stat().st_size / 1e3:,.0f} kB")
 
 
