@@ -74,7 +74,12 @@ def _result_files(run: RunDir) -> list[Path]:
 def _contents(finished: bool, checkpoints: bool, files: int, capped: bool = False) -> str:
     """What an archive holds, in the words both :func:`pack_run` and :func:`unpack_run` print;
     ``capped``: a finished run that ran to its epoch cap (:func:`ran_to_the_cap`)."""
-    state = ("finished at its epoch cap, extendable" if capped else "finished") if finished else "unfinished, resumable"
+    if not finished:
+        state = "unfinished, resumable"
+    elif capped:
+        state = "finished at its epoch cap, extendable"
+    else:
+        state = "finished"
     return f"{state}, {'with' if checkpoints else 'without'} checkpoints, {files} files"
 
 
