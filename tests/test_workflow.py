@@ -105,7 +105,7 @@ def test_demo_settings_differ_from_the_demo_in_the_budget_alone():
                 "max_epochs", "stop_patience", "device")), name
             train = plateau[name]["train"]
             assert (train["device"], train["max_epochs"], train["stop_patience"], train["batch_size"]) == (
-                "auto", 150, 25, 32)
+                "auto", 300, 25, 32)
 
 
 def test_training_inputs_target_makes_configs_and_datasets_only():
