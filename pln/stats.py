@@ -42,7 +42,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import chdtri, fdtri, stdtrit
+from scipy.special import chdtrc, chdtri, fdtri, stdtrit
 
 METHOD_T = "variance components + Welch-Satterthwaite t"
 METHOD_PIVOT = "variance components + generalized pivot"
@@ -458,6 +458,59 @@ def pooled_seed_spread(groups: list[np.ndarray], *, level: float = 0.95) -> Spre
             df += x.size - 1
             ss += float(((x - x.mean()) ** 2).sum())
     return _sd_interval(ss / df if df else math.nan, df, level)
+
+
+@dataclass(frozen=True)
+class Homogeneity:
+    """A test that several models share one seed variance: its statistic, degrees of freedom,
+    p-value and the number of models it used (NaN throughout when it is undefined)."""
+
+    statistic: float
+    df: int
+    p: float
+    models: int
+
+
+def common_variance_test(groups: list[np.ndarray]) -> Homogeneity:
+    """Bartlett's test that the models of ``groups`` (a list of ``[S_i]``, one value per seed)
+    share one seed variance, assuming normal seed-to-seed variation.
+
+    With ``d_i = S_i - 1``, ``D = sum d_i``, ``s_i^2`` the models' variances and ``s_p^2 = sum d_i
+    s_i^2 / D`` the pooled one: ``T = (D ln s_p^2 - sum d_i ln s_i^2) / C`` with ``C = 1 + (sum
+    1/d_i - 1/D) / (3 (k - 1))`` for ``k`` models, referred to chi-square with ``k - 1`` degrees of
+    freedom. Models with one seed add nothing. NaN when fewer than 2 models have 2 seeds or a
+    model's seeds all score the same (its log-variance is undefined). With 2 degrees of freedom a
+    model (3 seeds) the test has little power: a large p-value does not show the variances equal,
+    it says the data give no reason to estimate them apart.
+    """
+    df_i, var_i = [], []
+    for g in groups:
+        x = np.asarray(g, dtype=np.float64).ravel()
+        if x.size > 1:
+            df_i.append(x.size - 1)
+            var_i.append(float(x.var(ddof=1)))
+    k = len(df_i)
+    if k < 2 or min(var_i) <= 0.0:
+        return Homogeneity(math.nan, max(k - 1, 0), math.nan, k)
+    d, v = np.array(df_i, dtype=np.float64), np.array(var_i)
+    total = float(d.sum())
+    pooled = float((d * v).sum() / total)
+    c = 1.0 + (float((1.0 / d).sum()) - 1.0 / total) / (3.0 * (k - 1))
+    # Non-negative in exact arithmetic (the log of a weighted mean is at least the weighted mean of
+    # the logs); the clamp keeps rounding from printing -0.00 for equal variances.
+    t = max(0.0, (total * math.log(pooled) - float((d * np.log(v)).sum())) / c)
+    # chdtrc(df, x) is the chi-square upper tail above x.
+    return Homogeneity(t, k - 1, float(chdtrc(k - 1, t)), k)
+
+
+def chance_over_target(sd: float, df: int, target: float) -> float:
+    """The probability that a model's seed s.d. estimated on ``df`` degrees of freedom exceeds
+    ``target`` when its true s.d. is ``sd`` (normal seeds: ``df s^2 / sd^2`` is chi-square with
+    ``df`` degrees of freedom): 0.34 for 3 seeds whose true s.d. is 2.42 against 2.5. NaN for
+    ``df`` 0 or a non-positive ``sd``."""
+    if df < 1 or not sd > 0:
+        return math.nan
+    return float(chdtrc(df, df * (target / sd) ** 2))
 
 
 @dataclass(frozen=True)

@@ -525,10 +525,14 @@ def test_claims_report_rows_and_verdicts(tmp_path):
     assert "met 0, not met 0, undetermined 24 of 24 models; the pooled s.d.: not met." in rp
     # pooled per dataset: 14 TACoS models (28 df; chi-square 44.461 and 15.308), 4 of ActivityNet
     # Captions and of Charades-STA VGG (8 df; 17.535 and 2.1797), 2 of I3D (4 df; 11.143 and 0.48442)
-    assert "| tacos | 14 | 4.00 [3.17, 5.41] | 28 | not met |" in rp
-    assert "| activitynet | 4 | 4.00 [2.70, 7.66] | 8 | not met |" in rp
-    assert "| charades-vgg | 4 | 4.00 [2.70, 7.66] | 8 | not met |" in rp
-    assert "| charades-i3d | 2 | 4.00 [2.40, 11.49] | 4 | undetermined |" in rp
+    # Every model has the same three values, so Bartlett's statistic is 0 (p = 1); each s.d. of 4 is
+    # over 2.5, and with 2 df a model's estimate exceeds 2.5 by chance with probability
+    # exp(-(2.5 / 4)^2) = 0.6766 when its true s.d. is 4: 14 x 0.6766 = 9.5, 4 x = 2.7, 2 x = 1.4
+    assert "| tacos | 14 | 4.00 [3.17, 5.41] | 28 | p = 1 (chi-square 0.00, 13 df) | not met | 14 (9.5) |" in rp
+    assert "| activitynet | 4 | 4.00 [2.70, 7.66] | 8 | p = 1 (chi-square 0.00, 3 df) | not met | 4 (2.7) |" in rp
+    assert "| charades-vgg | 4 | 4.00 [2.70, 7.66] | 8 | p = 1 (chi-square 0.00, 3 df) | not met | 4 (2.7) |" in rp
+    assert "| charades-i3d | 2 | 4.00 [2.40, 11.49] | 4 | p = 1 (chi-square 0.00, 1 df) | undetermined | 2 (1.4) |" in rp
+    assert "Bartlett's test of that assumption: p = 1 (chi-square 0.00, 23 df)" in rp
     # two seeds a model: nothing is testable
     config["seeds"] = [0, 1]
     config["seed_sets"]["paired"] = [0, 1]

@@ -402,9 +402,12 @@ def resolving_power_markdown(spec: dict[str, Any], claims: pd.DataFrame, metric:
         out.append(row + f" {se:.2f} |")
     pooled = stats.pooled_seed_spread(groups)
     if pooled.df:
+        common = stats.common_variance_test(groups)
         out += ["", f"Pooled seed s.d. of {metric} over these {len(groups)} models, one seed variance common to "
                 f"all assumed: {pooled.sd:.2f} {_sd_range(pooled)} ({pooled.df} degrees of "
-                "freedom; pln.stats.pooled_seed_spread)."]
+                f"freedom; pln.stats.pooled_seed_spread). Bartlett's test of that assumption: "
+                f"{_bartlett(common)} (pln.stats.common_variance_test; a small p says the models' "
+                "seed variances differ)."]
         if target is not None:
             counts = ", ".join(f"{k} {judged.count(k)}" for k in (stats.SD_MET, stats.SD_NOT_MET, stats.SD_UNDETERMINED))
             out += [f"Against the target of {target:g}: {counts} of {len(judged)} models; the pooled s.d.: "
@@ -416,21 +419,41 @@ def resolving_power_markdown(spec: dict[str, Any], claims: pd.DataFrame, metric:
     return "\n".join(out) + "\n"
 
 
+def _bartlett(test: stats.Homogeneity) -> str:
+    """A common-variance test in words: ``p = 0.77 (chi-square 9.09, 13 df)``."""
+    if math.isnan(test.p):
+        return "undefined (fewer than 2 models with 2 seeds, or seeds with no spread)"
+    return f"p = {test.p:.2g} (chi-square {test.statistic:.2f}, {test.df} df)"
+
+
 def _pooled_by_dataset(groups: list[np.ndarray], datasets: list[str], metric: str,
                        target: float | None) -> list[str]:
     """Lines of a table: per dataset, the seed s.d. pooled over its models (one seed variance per
-    dataset assumed, more plausible than one for all) with its interval and judgement."""
-    lines = ["", f"Pooled seed s.d. of {metric} per dataset (one seed variance per dataset assumed):", "",
-             "| Dataset | Models | Pooled seed s.d. [95% CI] | Degrees of freedom |"
-             + (f" s.d. <= {target:g} |" if target is not None else ""),
-             "|---|---|---|---|" + ("---|" if target is not None else "")]
+    dataset assumed, more plausible than one for all) with its interval, Bartlett's test of that
+    assumption and, with a ``target``, its judgement and how many models exceed the target by
+    their point estimate against how many would by chance if the pooled s.d. were every model's
+    (:func:`pln.stats.chance_over_target`)."""
+    lines = ["", f"Pooled seed s.d. of {metric} per dataset (one seed variance per dataset assumed; Bartlett's "
+             "test of it per dataset, normal seeds"
+             + ("; expected by chance: how many models would exceed the target by their own estimate if "
+                "each model's true s.d. were the dataset's pooled one" if target is not None else "") + "):", ""]
+    head, rule = "| Dataset | Models | Pooled seed s.d. [95% CI] | Degrees of freedom | Common variance |", \
+        "|---|---|---|---|---|"
+    if target is not None:
+        head += f" s.d. <= {target:g} | Models over {target:g} by point estimate (expected by chance) |"
+        rule += "---|---|"
+    lines += [head, rule]
     for dataset in dict.fromkeys(datasets):
         members = [g for g, d in zip(groups, datasets) if d == dataset]
         pooled = stats.pooled_seed_spread(members)
         sd = f"{pooled.sd:.2f} {_sd_range(pooled)}" if pooled.df else "– (1 seed)"
-        row = f"| {dataset} | {len(members)} | {sd} | {pooled.df} |"
+        row = f"| {dataset} | {len(members)} | {sd} | {pooled.df} | {_bartlett(stats.common_variance_test(members))} |"
         if target is not None:
+            spreads = [stats.seed_spread(g) for g in members]
+            over = sum(1 for sp in spreads if sp.df and sp.sd > target)
+            chance = sum(stats.chance_over_target(pooled.sd, sp.df, target) for sp in spreads if sp.df)
             row += f" {stats.sd_target_verdict(pooled, target) if pooled.df else '–'} |"
+            row += f" {over} ({chance:.1f}) |" if pooled.df else " – |"
         lines.append(row)
     return lines
 
