@@ -35,7 +35,7 @@ def test_plans_the_setting_runs_with_only_the_patience_changed(tmp_path):
     assert job.long_dir == tmp_path / "runs" / "demo-plateau-patience40" / job.run.model / f"seed{job.run.seed}"
     base, long = (yaml.safe_load(p.read_text()) for p in (job.base_config, job.long_config))
     assert (base["train"].pop("stop_patience"), long["train"].pop("stop_patience")) == (25, 40)
-    assert base == long and (job.setting_patience, job.patience, job.max_epochs) == (25, 40, 150)
+    assert base == long and (job.setting_patience, job.patience, job.max_epochs) == (25, 40, 300)
     with pytest.raises(SystemExit, match="stop_patience 25; --patience must be longer"):
         patience_check.plan_jobs(plan, 25, ["charades-i3d"])
 
