@@ -185,6 +185,10 @@ class SyntheticConfig:
     # The test split's scale (None: ``scale``). Only how many test videos and queries are
     # drawn changes, from the same distributions: evaluation is cheap, training is not.
     test_scale: float | None = None
+    # The val split's scale (None: ``scale``), likewise: a larger val split makes the epoch
+    # selection and the stopping rule less noisy without changing what a model trains on.
+    # Charades-STA has no val split of its own (see ``DataConfig.charades_val_fraction``).
+    val_scale: float | None = None
     seed: int = 0
     feature_dim: int = 64  # raw feature size of generated videos
     noise: float = 0.5
@@ -245,8 +249,13 @@ class DataConfig:
                               "data.feature_file")
         if self.feature_dir is not None and self.feature_file is not None:
             raise ConfigError("data.feature_dir and data.feature_file are both set; give one of them")
-        if self.synthetic.test_scale is not None and not self.synthetic.test_scale > 0:
-            raise ConfigError("data.synthetic.test_scale must be > 0 (or null: the same as data.synthetic.scale)")
+        for key in ("test_scale", "val_scale"):
+            value = getattr(self.synthetic, key)
+            if value is not None and not value > 0:
+                raise ConfigError(f"data.synthetic.{key} must be > 0 (or null: the same as data.synthetic.scale)")
+        if self.synthetic.val_scale is not None and self.dataset.startswith("synthetic-charades"):
+            raise ConfigError(f"data.synthetic.val_scale: {self.dataset} has no val split of its own (it is "
+                              "carved from train); set data.charades_val_fraction instead, or null")
         if not 0.0 < self.charades_val_fraction < 1.0:
             raise ConfigError("data.charades_val_fraction must be in (0, 1)")
         if self.num_workers < 0:

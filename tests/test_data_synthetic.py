@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from pln.config import SyntheticConfig
+from pln.config import DataConfig, SyntheticConfig
+from pln.errors import ConfigError
 from pln.data.annotations import read_split
 from pln.data.features import FeatureStore
 from pln.data.synthetic import (ACTIONS, FEATURE_FILES, GENERATOR_VERSION, MAX_EVENTS, OBJECTS, SHAPES,
@@ -58,22 +59,58 @@ def test_sizes_at_scale_one() -> None:
     assert split_sizes("synthetic-charades", 1.0) == {"train": (160, 372), "test": (40, 112)}
 
 
+def _one_split_grown(tmp_path: Path, family: str, base: SyntheticConfig, big: SyntheticConfig,
+                     grown: str) -> tuple[list, list]:
+    """Generate ``base`` and ``big`` (which differ in the scale of split ``grown``); assert that
+    every other split's annotation file and every one of its videos' features are the same, and
+    return the samples of ``grown`` under each."""
+    generate(f"synthetic-{family}", tmp_path / "a", base)
+    generate(f"synthetic-{family}", tmp_path / "b", big)
+    others = [split for split in ("train", "val", "test") if split != grown]
+    features = tmp_path / "a" / FEATURE_FILES[family], tmp_path / "b" / FEATURE_FILES[family]
+    with h5py.File(features[0]) as a, h5py.File(features[1]) as b:
+        for split in others:
+            assert (tmp_path / "a" / f"{split}.json").read_text() == (tmp_path / "b" / f"{split}.json").read_text()
+            for vid in {s.video_id for s in read_split(family, tmp_path / "a", split)[0]}:
+                key = f"{vid}/c3d_features" if family == "activitynet" else vid
+                assert np.array_equal(a[key][()], b[key][()])
+    return read_split(family, tmp_path / "a", grown)[0], read_split(family, tmp_path / "b", grown)[0]
+
+
 def test_test_scale_changes_only_the_test_split(tmp_path: Path) -> None:
     assert split_sizes("synthetic-tacos", 1.0, test_scale=5.0) == {"train": (31, 490), "val": (14, 222),
                                                                    "test": (62, 1000)}
     base = SyntheticConfig(scale=0.3, feature_dim=4)
     big = SyntheticConfig(scale=0.3, feature_dim=4, test_scale=3.0)
     assert folder_name(base) != folder_name(big) and "_test3" in folder_name(big)
-    generate("synthetic-activitynet", tmp_path / "a", base)
-    generate("synthetic-activitynet", tmp_path / "b", big)
-    for split in ("train", "val"):
-        assert (tmp_path / "a" / f"{split}.json").read_text() == (tmp_path / "b" / f"{split}.json").read_text()
-    small, _ = read_split("activitynet", tmp_path / "a", "test")
-    large, _ = read_split("activitynet", tmp_path / "b", "test")
+    small, large = _one_split_grown(tmp_path, "activitynet", base, big, "test")
     assert len(large) == split_sizes("synthetic-activitynet", 0.3, 3.0)["test"][1] > 5 * len(small)
     # the same generator: the first test videos are the same videos (same durations)
     first = {s.video_id: s.duration for s in small}
     assert all(first[v] == d for v, d in {s.video_id: s.duration for s in large}.items() if v in first)
+
+
+def test_val_scale_changes_only_the_val_split(tmp_path: Path) -> None:
+    # TACoS's real val split holds 4,436 queries, 16 a video at most: at val scale 5 the
+    # synthetic one holds round(4436 * 5 * 0.05) = 1,109 queries in round(1109 / 16) = 69 videos;
+    # train and test as at scale 1.
+    assert split_sizes("synthetic-tacos", 1.0, val_scale=5.0) == {"train": (31, 490), "val": (69, 1109),
+                                                                  "test": (12, 200)}
+    assert split_sizes("synthetic-tacos", 1.0, test_scale=2.0, val_scale=5.0)["test"] == (25, 400)
+    base = SyntheticConfig(scale=0.3, feature_dim=4, test_scale=0.6)
+    big = SyntheticConfig(scale=0.3, feature_dim=4, test_scale=0.6, val_scale=3.0)
+    assert folder_name(big) == folder_name(base).replace("_test0.6_", "_test0.6_val3_")
+    small, large = _one_split_grown(tmp_path, "tacos", base, big, "val")
+    assert len(large) == split_sizes("synthetic-tacos", 0.3, val_scale=3.0)["val"][1] > 5 * len(small)
+
+
+def test_val_scale_is_refused_where_there_is_no_val_split() -> None:
+    cfg = DataConfig(dataset="synthetic-charades", synthetic=SyntheticConfig(val_scale=2.0))
+    with pytest.raises(ConfigError, match="val_scale.*charades_val_fraction"):
+        cfg.validate()
+    DataConfig(dataset="synthetic-tacos", synthetic=SyntheticConfig(val_scale=2.0)).validate()
+    with pytest.raises(ConfigError, match="data.synthetic.val_scale must be > 0"):
+        DataConfig(dataset="synthetic-tacos", synthetic=SyntheticConfig(val_scale=0.0)).validate()
 
 
 def _oracle_recall(tmp_path: Path, cfg: SyntheticConfig, use: str) -> float:

@@ -25,8 +25,9 @@ datasets' distributions.
 
 Sizes. Queries per split = ``round(real queries * scale * QUERY_FACTOR)`` and videos =
 ``round(queries / min(real queries per video, MAX_QUERIES_PER_VIDEO))``, at least 1 each; the
-test split uses ``test_scale`` instead of ``scale`` when set (more test queries from the same
-per-split generator: its videos and queries follow the same distributions). At
+test split uses ``test_scale`` and the val split ``val_scale`` instead of ``scale`` when set
+(more queries from the same per-split generator: its videos and queries follow the same
+distributions, and the other splits are the same files). At
 scale 1.0 (train / val / test queries, videos):
 
 | dataset | queries | videos | raw rows per video |
@@ -119,13 +120,15 @@ FEATURE_FILES = {"tacos": "tall_c3d_features.hdf5", "activitynet": "sub_activity
                  "charades": "vgg_rgb_features.hdf5"}
 
 
-def split_sizes(name: str, scale: float, test_scale: float | None = None) -> dict[str, tuple[int, int]]:
+def split_sizes(name: str, scale: float, test_scale: float | None = None,
+                val_scale: float | None = None) -> dict[str, tuple[int, int]]:
     """``{split: (videos, queries)}`` of a synthetic dataset at ``scale`` (the test split at
-    ``test_scale`` when given)."""
+    ``test_scale``, the val split at ``val_scale``, when given)."""
     shape = SHAPES[dataset_family(name)]
+    own = {"test": test_scale, "val": val_scale}
     out = {}
     for split, real_q in shape.queries.items():
-        factor = test_scale if split == "test" and test_scale is not None else scale
+        factor = scale if own.get(split) is None else own[split]
         queries = max(1, round(real_q * factor * shape.query_factor))
         per_video = min(real_q / shape.videos[split], shape.max_queries_per_video)
         out[split] = (max(1, round(queries / per_video)), queries)
@@ -133,13 +136,16 @@ def split_sizes(name: str, scale: float, test_scale: float | None = None) -> dic
 
 
 def folder_name(cfg: SyntheticConfig) -> str:
-    """``v2_scale1_seed0_d64_noise0.5`` (``v2_realann_...`` in real-annotations mode).
+    """``v2_scale1_seed0_d64_noise0.5`` (``v2_realann_...`` in real-annotations mode;
+    ``_test<x>`` and ``_val<x>`` follow the scale when those splits have their own).
 
     The generator version leads the name, so a changed generator never reuses stale data.
     """
     head = "realann" if cfg.mode == "real-annotations" else f"scale{cfg.scale:g}"
-    if cfg.mode != "real-annotations" and cfg.test_scale is not None:
-        head += f"_test{cfg.test_scale:g}"
+    if cfg.mode != "real-annotations":
+        for split, own_scale in (("test", cfg.test_scale), ("val", cfg.val_scale)):
+            if own_scale is not None:
+                head += f"_{split}{own_scale:g}"
     return f"v{GENERATOR_VERSION}_{head}_seed{cfg.seed}_d{cfg.feature_dim}_noise{cfg.noise:g}"
 
 
@@ -295,7 +301,7 @@ def _write_features(f: h5py.File, family: str, vid: str, x: np.ndarray) -> None:
 
 def _generate_full(name: str, family: str, out: Path, cfg: SyntheticConfig) -> None:
     acts, objs = prototypes(cfg)
-    sizes = split_sizes(name, cfg.scale, cfg.test_scale)
+    sizes = split_sizes(name, cfg.scale, cfg.test_scale, cfg.val_scale)
     with h5py.File(out / FEATURE_FILES[family], "w") as h5:
         for split_no, (split, (n_videos, n_queries)) in enumerate(sizes.items()):
             rng = np.random.default_rng([cfg.seed, split_no, zlib.crc32(family.encode())])
