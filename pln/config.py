@@ -199,6 +199,11 @@ class SyntheticConfig:
     def validate(self) -> None:
         if not self.scale > 0:
             raise ConfigError(f"data.synthetic.scale must be > 0, got {self.scale}")
+        for key in ("test_scale", "val_scale"):
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                raise ConfigError(f"data.synthetic.{key} must be > 0 (or null: the same as data.synthetic.scale), "
+                                  f"got {value}")
         _positive(self, "feature_dim")
         if not self.noise >= 0:
             raise ConfigError(f"data.synthetic.noise must be >= 0, got {self.noise}")
@@ -249,10 +254,6 @@ class DataConfig:
                               "data.feature_file")
         if self.feature_dir is not None and self.feature_file is not None:
             raise ConfigError("data.feature_dir and data.feature_file are both set; give one of them")
-        for key in ("test_scale", "val_scale"):
-            value = getattr(self.synthetic, key)
-            if value is not None and not value > 0:
-                raise ConfigError(f"data.synthetic.{key} must be > 0 (or null: the same as data.synthetic.scale)")
         if self.synthetic.val_scale is not None and self.dataset.startswith("synthetic-charades"):
             raise ConfigError(f"data.synthetic.val_scale: {self.dataset} has no val split of its own (it is "
                               "carved from train); set data.charades_val_fraction instead, or null")
