@@ -208,6 +208,33 @@ def test_val_slopes_reads_each_runs_curve(tmp_path):
     assert frame.loc[("m-b", 0), "val_slope_last4"] == pytest.approx(1.0)  # the whole 2-point curve
     assert frame.loc[("m-a", 1), "test_R1@0.5"] == 41.0 and frame.loc[("m-a", 0), "epochs_run"] == 6
     assert "3 runs; median slope +1.000; positive in 67%" in proc.stdout
+    # selected epoch 3: m-a seed 0 has val 30 there and 30, 31, 33, 35 from it on (mean 32.25);
+    # seed 1 8 and 8, 8, 8, 8; m-b ran 2 epochs, so it has none (NaN). Overshoots -2.25 and 0.
+    assert frame.loc[("m-a", 0), "val_R1@0.5_selected"] == 30
+    assert frame.loc[("m-a", 0), "val_R1@0.5_mean_from_selected"] == pytest.approx(32.25)
+    assert pd.isna(frame.loc[("m-b", 0), "val_R1@0.5_selected"])
+    # m-a's seeds deviate by +11 / -11 on val and -0.5 / +0.5 on test: 2 runs, too few to correlate
+    assert "to the last: -1.12 (s.d. 1.59, 2 runs)" in proc.stdout and "with test: nan (2 runs)" in proc.stdout
+    only_a = subprocess.run([sys.executable, str(REPO / "benchmarks" / "val_slopes.py"), "toy", "--models", "m-a",
+                             "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "a.csv")],
+                            capture_output=True, text=True)
+    assert only_a.returncode == 0 and list(pd.read_csv(tmp_path / "a.csv")["model"]) == ["m-a", "m-a"]
     empty = subprocess.run([sys.executable, str(REPO / "benchmarks" / "val_slopes.py"), "none",
                             "--runs", str(tmp_path / "runs")], capture_output=True, text=True)
     assert empty.returncode == 2 and len(empty.stderr.strip().splitlines()) == 1 and "runs" in empty.stderr
+
+
+def test_within_model_correlation_by_hand():
+    """The seeds' deviations from their model's mean, correlated across models: model a's val
+    deviations -2, 0, 2 with test -1, 0, 1; model b's -1, -1, 2 with 0, 1, -1. Sum of products 1,
+    sums of squares 14 and 4: r = 1 / sqrt(56). A one-seed model and a row without val are left out."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("val_slopes", REPO / "benchmarks" / "val_slopes.py")
+    val_slopes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(val_slopes)
+    frame = pd.DataFrame({"model": ["a", "a", "a", "b", "b", "b", "c", "b"],
+                          "val": [10, 12, 14, 5, 5, 8, 50, float("nan")],
+                          "test": [20, 21, 22, 30, 31, 29, 70, 99]})
+    r, n = val_slopes.within_model_correlation(frame, "val", "test")
+    assert n == 6 and r == pytest.approx(1 / 56 ** 0.5)
