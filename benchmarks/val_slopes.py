@@ -13,16 +13,18 @@ and the correlation of the seeds' val values at selection with their test values
 its deviation from its model's mean over seeds (models with at least 2 seeds): near 1 when the
 seeds differ in what val and test both see, lower when the choice of epoch adds its own noise.
 It reads ``runs/<setting>/<model>/seed<k>/epochs.csv`` and ``test_metrics.json``, prints a table
-per model and writes ``results/benchmarks/val-slopes-<setting>.csv``.
+per model and writes ``results/benchmarks/val-slopes-<setting>.csv`` (a subset of the models, given
+by ``--models``, its own CSV beside it).
 
     python benchmarks/val_slopes.py demo-plateau --last 20
-    python benchmarks/val_slopes.py demo-plateau --models 'tacos-*' --out /tmp/tacos.csv
+    python benchmarks/val_slopes.py demo-plateau --models 'tacos-*'   # val-slopes-demo-plateau-tacos.csv
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -55,9 +57,9 @@ def selection_overshoot(epochs: np.ndarray, curve: np.ndarray, selected: int | N
 
 def run_rows(runs_root: Path, last: int, models: str = "*") -> pd.DataFrame:
     """One row per trained run under ``runs_root`` of the models whose names match the glob
-    ``models``: model, seed, epochs run, selected epoch, the
-    val slope over the last ``last`` validations, the val value at the selected epoch and the
-    mean from it to the last (:func:`selection_overshoot`), and the test value."""
+    ``models``: model, seed, epochs run, selected epoch, the val slope over the last ``last``
+    validations, the val value at the selected epoch and the mean from it to the last
+    (:func:`selection_overshoot`), and the test value."""
     rows = []
     for epochs_csv in sorted(runs_root.glob(f"{models}/seed*/{RunDir.EPOCHS}")):
         run = RunDir(epochs_csv.parent)
@@ -88,6 +90,14 @@ def within_model_correlation(frame: pd.DataFrame, a: str, b: str) -> tuple[float
     return float(np.corrcoef(dev[0], dev[1])[0, 1]), len(rows)
 
 
+def subset_tag(models: str) -> str:
+    """The default CSV's suffix for the glob ``models``: empty for all models, else the glob's
+    letters, digits, '-' and '_' (``'tacos-*'`` -> ``-tacos``), so a subset never overwrites the
+    setting's CSV."""
+    kept = re.sub(r"[^A-Za-z0-9_-]+", "", models).strip("-_")
+    return f"-{kept or 'subset'}" if models != "*" else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("setting", help="a setting whose runs are under runs/<setting>/")
@@ -105,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
               f"train the setting first, or give --models a glob its models match", file=sys.stderr)
         return 2
     col = f"val_slope_last{args.last}"
-    out = Path(args.out or f"results/benchmarks/val-slopes-{args.setting}.csv")
+    out = Path(args.out or f"results/benchmarks/val-slopes-{args.setting}{subset_tag(args.models)}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
     print(f"{args.setting}: val {METRIC} slope over the last {args.last} validations (points/epoch); "

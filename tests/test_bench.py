@@ -188,6 +188,7 @@ def test_demo_steps_benchmark_times_both_map_backwards(tmp_path):
 def test_val_slopes_reads_each_runs_curve(tmp_path):
     """benchmarks/val_slopes.py on fake run folders: the least-squares slope of the last K val
     values (hand-computed), the selected epoch and test value, one line for no runs."""
+    import importlib.util
     import json
 
     curves = {("m-a", 0): [10, 20, 30, 31, 33, 35], ("m-a", 1): [5, 6, 8, 8, 8, 8], ("m-b", 0): [1, 2]}
@@ -219,6 +220,10 @@ def test_val_slopes_reads_each_runs_curve(tmp_path):
                              "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "a.csv")],
                             capture_output=True, text=True)
     assert only_a.returncode == 0 and list(pd.read_csv(tmp_path / "a.csv")["model"]) == ["m-a", "m-a"]
+    spec = importlib.util.spec_from_file_location("val_slopes", REPO / "benchmarks" / "val_slopes.py")
+    val_slopes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(val_slopes)
+    assert [val_slopes.subset_tag(g) for g in ("*", "tacos-*", "m-a", "*?")] == ["", "-tacos", "-m-a", "-subset"]
     empty = subprocess.run([sys.executable, str(REPO / "benchmarks" / "val_slopes.py"), "none",
                             "--runs", str(tmp_path / "runs")], capture_output=True, text=True)
     assert empty.returncode == 2 and len(empty.stderr.strip().splitlines()) == 1 and "runs" in empty.stderr
