@@ -14,6 +14,8 @@ from pln.bench.configs import CONFIGS
 from pln.bench.hours import bench_config_for, paper_gpu_hours
 from pln.cli import main
 
+from bench_scripts import load_benchmark
+
 
 def test_bench_writes_both_variants(tmp_path, capsys):
     out = tmp_path / "bench.csv"
@@ -41,6 +43,7 @@ def test_paper_gpu_hours_scale_with_rate():
 
 
 REPO = Path(__file__).resolve().parents[1]
+val_slopes = load_benchmark("val_slopes")
 
 
 @pytest.mark.skipif(os.environ.get("PLN_SKIP_SLOW") == "1", reason="PLN_SKIP_SLOW=1: slow dry run skipped")
@@ -188,7 +191,6 @@ def test_demo_steps_benchmark_times_both_map_backwards(tmp_path):
 def test_val_slopes_reads_each_runs_curve(tmp_path):
     """benchmarks/val_slopes.py on fake run folders: the least-squares slope of the last K val
     values (hand-computed), the selected epoch and test value, one line for no runs."""
-    import importlib.util
     import json
 
     curves = {("m-a", 0): [10, 20, 30, 31, 33, 35], ("m-a", 1): [5, 6, 8, 8, 8, 8], ("m-b", 0): [1, 2]}
@@ -220,9 +222,6 @@ def test_val_slopes_reads_each_runs_curve(tmp_path):
                              "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "a.csv")],
                             capture_output=True, text=True)
     assert only_a.returncode == 0 and list(pd.read_csv(tmp_path / "a.csv")["model"]) == ["m-a", "m-a"]
-    spec = importlib.util.spec_from_file_location("val_slopes", REPO / "benchmarks" / "val_slopes.py")
-    val_slopes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(val_slopes)
     assert [val_slopes.subset_tag(g) for g in ("*", "tacos-*", "m-a", "*?")] == ["", "-tacos", "-m-a", "-subset"]
     empty = subprocess.run([sys.executable, str(REPO / "benchmarks" / "val_slopes.py"), "none",
                             "--runs", str(tmp_path / "runs")], capture_output=True, text=True)
@@ -233,11 +232,6 @@ def test_within_model_correlation_by_hand():
     """The seeds' deviations from their model's mean, correlated across models: model a's val
     deviations -2, 0, 2 with test -1, 0, 1; model b's -1, -1, 2 with 0, 1, -1. Sum of products 1,
     sums of squares 14 and 4: r = 1 / sqrt(56). A one-seed model and a row without val are left out."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("val_slopes", REPO / "benchmarks" / "val_slopes.py")
-    val_slopes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(val_slopes)
     frame = pd.DataFrame({"model": ["a", "a", "a", "b", "b", "b", "c", "b"],
                           "val": [10, 12, 14, 5, 5, 8, 50, float("nan")],
                           "test": [20, 21, 22, 30, 31, 29, 70, 99]})

@@ -67,13 +67,11 @@ def _one_split_grown(tmp_path: Path, family: str, base: SyntheticConfig, big: Sy
     generate(f"synthetic-{family}", tmp_path / "a", base)
     generate(f"synthetic-{family}", tmp_path / "b", big)
     others = [split for split in ("train", "val", "test") if split != grown]
-    features = tmp_path / "a" / FEATURE_FILES[family], tmp_path / "b" / FEATURE_FILES[family]
-    with h5py.File(features[0]) as a, h5py.File(features[1]) as b:
-        for split in others:
-            assert (tmp_path / "a" / f"{split}.json").read_text() == (tmp_path / "b" / f"{split}.json").read_text()
-            for vid in {s.video_id for s in read_split(family, tmp_path / "a", split)[0]}:
-                key = f"{vid}/c3d_features" if family == "activitynet" else vid
-                assert np.array_equal(a[key][()], b[key][()])
+    a, b = (FeatureStore(tmp_path / side / FEATURE_FILES[family], family) for side in ("a", "b"))
+    for split in others:
+        assert (tmp_path / "a" / f"{split}.json").read_text() == (tmp_path / "b" / f"{split}.json").read_text()
+        for vid in {s.video_id for s in read_split(family, tmp_path / "a", split)[0]}:
+            assert np.array_equal(a.get(vid), b.get(vid))
     return read_split(family, tmp_path / "a", grown)[0], read_split(family, tmp_path / "b", grown)[0]
 
 

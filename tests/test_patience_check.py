@@ -3,9 +3,7 @@ longer one continues the same epochs), and its per-model and pooled seed s.d.'s 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,11 +14,10 @@ from pln.bench import side_runs
 from pln.plan.loading import load_snakemake_config
 from pln.plan.plan import Plan, Run
 
+from bench_scripts import load_benchmark
+
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("patience_check", REPO / "benchmarks" / "patience_check.py")
-patience_check = importlib.util.module_from_spec(_spec)
-sys.modules["patience_check"] = patience_check  # dataclasses look their module up there
-_spec.loader.exec_module(patience_check)
+patience_check = load_benchmark("patience_check")
 
 
 def test_plans_the_setting_runs_with_only_the_patience_changed(tmp_path):

@@ -4,10 +4,8 @@ adoption rule; the F and t intervals of pln.stats against scipy.stats."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +19,10 @@ from pln.bench import side_runs
 from pln.plan.loading import load_snakemake_config
 from pln.plan.plan import Plan, Run
 
+from bench_scripts import load_benchmark
+
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("recipe_check", REPO / "benchmarks" / "recipe_check.py")
-recipe_check = importlib.util.module_from_spec(_spec)
-sys.modules["recipe_check"] = recipe_check  # dataclasses look their module up there
-_spec.loader.exec_module(recipe_check)
+recipe_check = load_benchmark("recipe_check")
 
 WARMUP = ["train.lr_cosine.warmup_epochs=2", "train.lr_cosine.final_fraction=1.0"]
 

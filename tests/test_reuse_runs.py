@@ -6,7 +6,6 @@ setting's. Run folders here are made by hand (a config, a checkpoint file, test 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -21,11 +20,10 @@ from pln.engine.run_lock import LOCK_NAME, hold_run_lock
 from pln.plan.loading import load_snakemake_config
 from pln.plan.plan import Plan, Run
 
+from bench_scripts import load_benchmark
+
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("reuse_runs", REPO / "benchmarks" / "reuse_runs.py")
-reuse_runs = importlib.util.module_from_spec(_spec)
-sys.modules["reuse_runs"] = reuse_runs
-_spec.loader.exec_module(reuse_runs)
+reuse_runs = load_benchmark("reuse_runs")
 
 MODEL = "charades-i3d-tan"
 
