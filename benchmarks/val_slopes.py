@@ -1,20 +1,24 @@
-"""How flat each run's validation curve was when it stopped: the least-squares slope of val R1@0.5
-over its last ``--last`` validations (points per epoch), per run, with the test R1@0.5 of the
-epoch it selected; and how much of the selected epoch's val value is the luck of a maximum.
+"""Two diagnostics of each run's validation curve: how flat it was when the run stopped, and how
+much of the selected epoch's val value is the luck of a maximum.
 
-A run stopped by a patience rule (``train.stop_patience``) can still be climbing slowly: a gain of
-0.1 point an epoch adds up to 1 point over 10 epochs, less than the standard error of a val split
-of a few hundred queries, so the rule does not see it. This script says how much of that remains.
+The slope: the least-squares slope of val R1@0.5 over the run's last ``--last`` validations
+(points per epoch). A run stopped by a patience rule (``train.stop_patience``) can still be
+climbing slowly: a gain of 0.1 point an epoch adds up to 1 point over 10 epochs, less than the
+standard error of a val split of a few hundred queries, so the rule does not see it. The slope
+says how much of that remains.
 
-The epoch is the one with the best val value, so on a small val split part of that value is noise
-that the next validations do not repeat. Per run: the val value at the selected epoch, the mean of
-the validations from it to the last, and the difference (the overshoot); over the runs its mean,
-and the correlation of the seeds' val values at selection with their test values, each taken as
-its deviation from its model's mean over seeds (models with at least 2 seeds): near 1 when the
-seeds differ in what val and test both see, lower when the choice of epoch adds its own noise.
+The overshoot: the selected epoch is the one with the best val value, so on a small val split part
+of that value is noise that the next validations do not repeat. Per run: the val value at the
+selected epoch, the mean of the validations from it to the last, and the first minus the second;
+over the runs its mean, and the correlation of the seeds' val values at selection with their test
+values, each taken as its deviation from its model's mean over seeds (models with at least 2
+seeds): near 1 when the seeds differ in what val and test both see, lower when the choice of epoch
+adds its own noise.
+
 It reads ``runs/<setting>/<model>/seed<k>/epochs.csv`` and ``test_metrics.json``, prints a table
-per model and writes ``results/benchmarks/val-slopes-<setting>.csv`` (a subset of the models, given
-by ``--models``, its own CSV beside it).
+per model (with the test R1@0.5 of each run's selected epoch) and writes
+``results/benchmarks/val-slopes-<setting>.csv`` (a subset of the models, given by ``--models``,
+its own CSV beside it).
 
     python benchmarks/val_slopes.py demo-plateau --last 20
     python benchmarks/val_slopes.py demo-plateau --models 'tacos-*'   # val-slopes-demo-plateau-tacos.csv
