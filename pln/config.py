@@ -35,6 +35,10 @@ NMS_THRESHOLDS = {"tacos": 0.4, "activitynet": 0.5, "charades": 0.45, "jsonl": 0
 # IoU thresholds m reported per dataset family (SPEC section 5).
 IOU_THRESHOLDS = {"tacos": (0.1, 0.3, 0.5, 0.7), "activitynet": (0.3, 0.5, 0.7), "charades": (0.3, 0.5, 0.7),
                   "jsonl": (0.3, 0.5, 0.7)}
+# The annotation splits each 2D-TAN dataset family ships; Charades-STA has no val split of its
+# own (DataConfig.charades_val_fraction carves one from train).
+NATIVE_SPLITS = {"tacos": ("train", "val", "test"), "activitynet": ("train", "val", "test"),
+                 "charades": ("train", "test")}
 # Placement policies of a split's unit table (DataConfig.units_on_device).
 UNITS_ON_DEVICE = ("auto", "always", "never")
 # Joint-loss weights lambda_t per number of stages (SPEC section 4, paper eq. 8).
@@ -254,7 +258,8 @@ class DataConfig:
                               "data.feature_file")
         if self.feature_dir is not None and self.feature_file is not None:
             raise ConfigError("data.feature_dir and data.feature_file are both set; give one of them")
-        if self.synthetic.val_scale is not None and self.dataset.startswith("synthetic-charades"):
+        if (self.synthetic.val_scale is not None and self.dataset.startswith("synthetic-")
+                and "val" not in NATIVE_SPLITS[self.family]):
             raise ConfigError(f"data.synthetic.val_scale: {self.dataset} has no val split of its own (it is "
                               "carved from train); set data.charades_val_fraction instead, or null")
         if not 0.0 < self.charades_val_fraction < 1.0:

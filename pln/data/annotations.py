@@ -22,11 +22,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pln.config import NATIVE_SPLITS
 from pln.errors import DataError
 
-FAMILIES = ("tacos", "activitynet", "charades")
-NATIVE_SPLITS = {"tacos": ("train", "val", "test"), "activitynet": ("train", "val", "test"),
-                 "charades": ("train", "test")}
+FAMILIES = tuple(NATIVE_SPLITS)  # tacos, activitynet, charades
 
 
 @dataclass(frozen=True, slots=True)
