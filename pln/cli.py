@@ -86,10 +86,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from pln.config import is_synthetic_dataset
     from pln.data.dataset import resolve_source
 
     cfg = _load(args)
-    if not cfg.data.dataset.startswith("synthetic-"):
+    if not is_synthetic_dataset(cfg.data.dataset):
         print(f"{cfg.data.dataset} is a real dataset: nothing to generate")
         return 0
     print(resolve_source(cfg).annotation_dir)

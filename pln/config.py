@@ -50,9 +50,18 @@ def ratio_log2(n_prev: int, n: int) -> int:
     return max(n // n_prev, 1).bit_length() - 1
 
 
+# The name prefix of the generated stand-ins of the real datasets (``synthetic-tacos``).
+SYNTHETIC_PREFIX = "synthetic-"
+
+
+def is_synthetic_dataset(name: str) -> bool:
+    """Whether ``name`` is a generated dataset (``synthetic-tacos``) rather than real data."""
+    return name.startswith(SYNTHETIC_PREFIX)
+
+
 def dataset_family(name: str) -> str:
     """``synthetic-tacos`` -> ``tacos``; ``tacos`` -> ``tacos``."""
-    return name.removeprefix("synthetic-")
+    return name.removeprefix(SYNTHETIC_PREFIX)
 
 
 @dataclass
@@ -247,7 +256,7 @@ class DataConfig:
             raise ConfigError(f"data.max_bad_row_fraction must be in [0, 1], got {self.max_bad_row_fraction}")
         if self.dataset not in DATASETS:
             raise ConfigError(f"data.dataset: unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-        if not self.dataset.startswith("synthetic-"):
+        if not is_synthetic_dataset(self.dataset):
             # data.feature_file is checked where features are read (pln stats needs none).
             if not self.annotation_dir:
                 raise ConfigError(f"data.annotation_dir is required for the real dataset {self.dataset!r}")
@@ -258,7 +267,7 @@ class DataConfig:
                               "data.feature_file")
         if self.feature_dir is not None and self.feature_file is not None:
             raise ConfigError("data.feature_dir and data.feature_file are both set; give one of them")
-        if (self.synthetic.val_scale is not None and self.dataset.startswith("synthetic-")
+        if (self.synthetic.val_scale is not None and is_synthetic_dataset(self.dataset)
                 and "val" not in NATIVE_SPLITS[self.family]):
             raise ConfigError(f"data.synthetic.val_scale: {self.dataset} has no val split of its own (it is "
                               "carved from train); set data.charades_val_fraction instead, or null")

@@ -14,7 +14,7 @@ from pln.bench.configs import CONFIGS
 from pln.bench.hours import bench_config_for, paper_gpu_hours
 from pln.cli import main
 
-from bench_scripts import load_benchmark
+from bench_scripts import REPO, load_benchmark
 
 
 def test_bench_writes_both_variants(tmp_path, capsys):
@@ -42,7 +42,6 @@ def test_paper_gpu_hours_scale_with_rate():
     assert bench_config_for("charades", 2) == "pln-charades-16-64"
 
 
-REPO = Path(__file__).resolve().parents[1]
 val_slopes = load_benchmark("val_slopes")
 
 

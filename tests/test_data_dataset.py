@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pln.config import config_from_dict
+from pln.config import DATASETS, NATIVE_SPLITS, config_from_dict, dataset_family, is_synthetic_dataset
 from pln.data.dataset import build_dataset, collate
 from pln.errors import ConfigError
 from pln.geometry import iou_map
@@ -112,3 +112,11 @@ def test_skips_are_counted(tmp_path: Path) -> None:
     # the second build reads the same cache entries
     assert build_dataset(cfg, "test").report["cache"] == ds.report["cache"]
     assert np.isfinite(ds.units[collate([ds[0], ds[1]])["video"].numpy()]).all()
+
+
+def test_the_synthetic_datasets_are_the_three_generated_stand_ins():
+    synthetic = [name for name in DATASETS if is_synthetic_dataset(name)]
+    assert synthetic == ["synthetic-tacos", "synthetic-activitynet", "synthetic-charades"]
+    assert [dataset_family(name) for name in synthetic] == list(NATIVE_SPLITS)
+    for name in DATASETS:
+        assert (dataset_family(name) != name) == is_synthetic_dataset(name)

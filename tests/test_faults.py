@@ -26,7 +26,7 @@ from pln.data.dataset import build_dataset, resolve_source
 from pln.data.features import FeatureStore
 from pln.digest import sidecar
 from pln.engine.checkpoint import load_checkpoint
-from pln.engine.run_lock import RunLockedError, hold_run_lock, lock_path
+from pln.engine.run_lock import hold_run_lock, lock_path
 from pln.engine.train import train
 from pln.errors import CheckpointError, ConfigError, DataError, OutputError
 from pln.plan.loading import load_snakemake_config

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from pln.cli import main
-from pln.config import config_from_dict
-from pln.data.annotations import NATIVE_SPLITS, read_split
+from pln.config import NATIVE_SPLITS, config_from_dict
+from pln.data.annotations import read_split
 from pln.data.convert import pair_key, to_2dtan, to_jsonl
 from pln.data.dataset import build_dataset, window_iou_map
 from pln.data.jsonl import read_jsonl

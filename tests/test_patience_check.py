@@ -4,7 +4,6 @@ longer one continues the same epochs), and its per-model and pooled seed s.d.'s 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,9 +13,8 @@ from pln.bench import side_runs
 from pln.plan.loading import load_snakemake_config
 from pln.plan.plan import Plan, Run
 
-from bench_scripts import load_benchmark
+from bench_scripts import REPO, load_benchmark
 
-REPO = Path(__file__).resolve().parents[1]
 patience_check = load_benchmark("patience_check")
 
 

@@ -19,9 +19,8 @@ from pln.bench import side_runs
 from pln.plan.loading import load_snakemake_config
 from pln.plan.plan import Plan, Run
 
-from bench_scripts import load_benchmark
+from bench_scripts import REPO, load_benchmark
 
-REPO = Path(__file__).resolve().parents[1]
 recipe_check = load_benchmark("recipe_check")
 
 WARMUP = ["train.lr_cosine.warmup_epochs=2", "train.lr_cosine.final_fraction=1.0"]
@@ -44,7 +43,6 @@ def test_plans_the_runs_with_only_the_overrides_changed(tmp_path):
     assert trial["train"].pop("lr_cosine") == {"warmup_epochs": 2, "final_fraction": 1.0}
     base["train"].pop("lr_cosine", None)
     assert base == trial
-
 
 
 @pytest.mark.parametrize("overrides, generated", [

@@ -289,7 +289,7 @@ def test_identical_systems_give_zero_effect_and_two_seeds_no_test(tmp_path):
     fill_fake_runs(plan)
     df = build_table(plan.table_spec("table3"))
     assert not df[df["row"] == "PLN"]["testable"].any()
-    md = make_table(plan.table_spec("table3"), tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "t.tex")
+    make_table(plan.table_spec("table3"), tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "t.tex")
     assert "not testable (< 3 seeds)" in (tmp_path / "t.md").read_text()
 
 

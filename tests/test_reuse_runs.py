@@ -7,7 +7,6 @@ setting's. Run folders here are made by hand (a config, a checkpoint file, test 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,9 +19,8 @@ from pln.engine.run_lock import LOCK_NAME, hold_run_lock
 from pln.plan.loading import load_snakemake_config
 from pln.plan.plan import Plan, Run
 
-from bench_scripts import load_benchmark
+from bench_scripts import REPO, load_benchmark
 
-REPO = Path(__file__).resolve().parents[1]
 reuse_runs = load_benchmark("reuse_runs")
 
 MODEL = "charades-i3d-tan"

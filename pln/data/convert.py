@@ -19,8 +19,9 @@ import io
 import json
 from pathlib import Path
 
+from pln.config import NATIVE_SPLITS
 from pln.data import jsonl
-from pln.data.annotations import FAMILIES, NATIVE_SPLITS, Sample, read_split
+from pln.data.annotations import FAMILIES, Sample, read_split
 from pln.errors import DataError
 from pln.utils import atomic_write_text
 

@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pln.config import ExperimentConfig
+from pln.config import NATIVE_SPLITS, ExperimentConfig, is_synthetic_dataset
 from pln.data import jsonl
-from pln.data.annotations import NATIVE_SPLITS, Sample, annotation_files, missing_annotation_message, read_split
+from pln.data.annotations import Sample, annotation_files, missing_annotation_message, read_split
 from pln.data.cache import cache_key, cached_dir, file_signature
 from pln.data.features import ABSURD_FEATURE, FeatureStore, resample_units, zero_bad_rows
 from pln.data.video_features import FolderFeatureStore
@@ -101,7 +101,7 @@ def resolve_source(cfg: ExperimentConfig, need_features: bool = True) -> DataSou
     """The files of ``cfg.data.dataset``; a synthetic dataset is generated first if missing."""
     data = cfg.data
     family = data.family
-    if not data.dataset.startswith("synthetic-"):
+    if not is_synthetic_dataset(data.dataset):
         if need_features and not (data.feature_file or data.feature_dir):
             extra = " (or data.feature_dir at a folder of <vid>.npz / <vid>.npy)" if family == "jsonl" else ""
             raise ConfigError(f"data.feature_file is required to train or evaluate on {data.dataset!r}; "

@@ -54,8 +54,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pln.config import SyntheticConfig, dataset_family
-from pln.data.annotations import NATIVE_SPLITS, read_split
+from pln.config import NATIVE_SPLITS, SyntheticConfig, dataset_family
+from pln.data.annotations import read_split
 from pln.data.cache import cached_dir
 from pln.data.tokenize import tokenize
 from pln.errors import DataError

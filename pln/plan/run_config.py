@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from pln.config import ExperimentConfig, ModelConfig, merge
+from pln.config import ExperimentConfig, ModelConfig, is_synthetic_dataset, merge
 
 
 def resolve_run_config(config: dict[str, Any], dataset: str, fragment: dict[str, Any], name: str,
@@ -44,7 +44,7 @@ def real_data_inputs(values: dict[str, Any], annotations_only: bool = False) -> 
     mode) and GloVe file count. They are job inputs: a missing file stops the dry run.
     """
     data = values.get("data", {})
-    synthetic = str(data.get("dataset", "")).startswith("synthetic-")
+    synthetic = is_synthetic_dataset(str(data.get("dataset", "")))
     annotations = data.get("annotation_dir")
     if synthetic and data.get("synthetic", {}).get("mode", "full") != "real-annotations":
         annotations = None

@@ -22,7 +22,7 @@ def _tested_lines(csv: str | Path) -> list[str]:
     lines = []
     for _, row in tested.iterrows():
         text = f"{row['effect']:+.2f} points [{row['effect_low']:+.2f}, {row['effect_high']:+.2f}] (95% CI)" \
-            if row["testable"] else f"not testable (fewer seeds than report.min_seeds_for_test)"
+            if row["testable"] else "not testable (fewer seeds than report.min_seeds_for_test)"
         lines.append(f"  - {row['block']} ({row['dataset_used']}): {row['row']} - {row['baseline']}, mIoU: {text}")
     return lines
 
