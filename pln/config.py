@@ -334,7 +334,10 @@ class TrainConfig:
     lr_cosine: CosineConfig | None = None
     batch_size: int = 32
     max_epochs: int = 50
-    seed: int = 0
+    seed: int = 0  # the initial weights and, unless order_seed is set, each epoch's randomness
+    # [choice] the seed of each epoch's shuffling and in-epoch randomness, apart from the initial
+    # weights (train.seed); None: train.seed. Setting it separates a seed's two sources of spread.
+    order_seed: int | None = None
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     bf16: bool = False  # bf16 autocast (GPU; on the CPU where it has bf16 units)
     select_metric: str = "R1@0.5"  # validation metric that picks the epoch
@@ -362,6 +365,8 @@ class TrainConfig:
                               f"got {self.ema_epochs}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"train.threads must be >= 1 (or null: torch's default), got {self.threads}")
+        if self.order_seed is not None and self.order_seed < 0:
+            raise ConfigError(f"train.order_seed must be >= 0 (or null: train.seed), got {self.order_seed}")
         if not 0.0 <= self.weight_decay < 1.0:
             raise ConfigError(f"train.weight_decay must be in [0, 1), got {self.weight_decay}")
         if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
@@ -374,6 +379,11 @@ class TrainConfig:
                 raise ConfigError("train.lr_cosine and train.lr_plateau are both set; choose one schedule")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    @property
+    def resolved_order_seed(self) -> int:
+        """The seed of the epochs' shuffling and in-epoch randomness: ``order_seed``, else ``seed``."""
+        return self.seed if self.order_seed is None else self.order_seed
 
 
 @dataclass

@@ -11,14 +11,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
 
 from pln.cli import main as cli_main
 from pln.config import config_from_dict
+from pln.engine.checkpoint import load_checkpoint
 from pln.engine.evaluate import evaluate_run
 from pln.engine.predict import predict
+from pln.engine.run_dir import RunDir
 from pln.engine.train import train
 from pln.errors import CheckpointError, ConfigError
 
@@ -474,3 +477,36 @@ def test_stop_patience_ends_training_on_a_plateau(tmp_path):
     assert list(pd.read_csv(tmp_path / "run" / "epochs.csv")["epoch"]) == [1, 2, 3]
     with pytest.raises(ConfigError, match="stop_patience"):
         config_from_dict(tiny_config(tmp_path, train__stop_patience=0))
+
+
+def _first_epoch(tmp: Path, name: str, **train_keys) -> tuple[float, dict[str, torch.Tensor]]:
+    """Train ``name`` on the first batch of one epoch at a learning rate too small to move the
+    weights: the batch's loss (which queries it holds depends on the order) and the weights (the
+    initial ones, to about 1e-9)."""
+    values = tiny_config(tmp, train__max_epochs=1, train__lr=1e-12, train__lr_plateau=None,
+                         train__max_train_batches=1)
+    values["train"].update(train_keys)
+    run = tmp / name
+    train(config_from_dict(values), run)
+    loss = float(pd.read_csv(run / "epochs.csv")["train_loss"].iloc[0])
+    return loss, load_checkpoint(RunDir(run).last)["model"]
+
+
+def test_order_seed_changes_the_epochs_order_and_not_the_initial_weights(tmp_path):
+    loss, weights = _first_epoch(tmp_path, "default")
+    same_loss, same_weights = _first_epoch(tmp_path, "order0", order_seed=0)
+    other_loss, other_weights = _first_epoch(tmp_path, "order1", order_seed=1)
+    init1_loss, init1_weights = _first_epoch(tmp_path, "seed1", seed=1, order_seed=0)
+    # order_seed equal to seed is the default: the same run
+    assert same_loss == loss and all(torch.equal(same_weights[k], weights[k]) for k in weights)
+    # another order: the same initial weights, another sequence of batches
+    assert other_loss != loss
+    assert all(torch.allclose(other_weights[k], weights[k], atol=1e-8) for k in weights)
+    # another initial seed with the order of seed 0: other weights
+    assert init1_loss != loss
+    assert any(not torch.allclose(init1_weights[k], weights[k], atol=1e-3) for k in weights)
+
+
+def test_order_seed_must_not_be_negative(tmp_path):
+    with pytest.raises(ConfigError, match="train.order_seed"):
+        config_from_dict(tiny_config(tmp_path, train__order_seed=-1))

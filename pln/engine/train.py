@@ -4,7 +4,8 @@ The loop is resumable at epoch granularity: every epoch ends with an atomic ``la
 the model, the optimiser, the plateau schedule (if any), the epoch history and the best-so-far
 record. Each step clips the gradient norm (``train.grad_clip_norm``); each validation also
 sums the validation loss, which drives the plateau schedule (``train.lr_plateau``). The order of training
-queries in epoch e depends only on (seed, e), so a run killed at any moment and restarted with
+queries in epoch e depends only on (seed, e) (``train.order_seed`` when set, else ``train.seed``,
+which also sets the initial weights), so a run killed at any moment and restarted with
 the same command reaches bit-identical metrics on the CPU.
 
 The splits are opened once (:func:`pln.engine.splits.open_split`: train for training, val and
@@ -259,8 +260,8 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
             log.info("stopping after epoch %d: %d validations without a better val %s than epoch %d",
                      epoch, epoch - best["epoch"], cfg.train.select_metric, best["epoch"])
             break
-        torch.manual_seed(epoch_seed(cfg.train.seed, epoch))
-        loader = splits["train"].loader(seed=epoch_seed(cfg.train.seed, epoch))
+        torch.manual_seed(epoch_seed(cfg.train.resolved_order_seed, epoch))
+        loader = splits["train"].loader(seed=epoch_seed(cfg.train.resolved_order_seed, epoch))
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update(train_one_epoch(model, loader, optimizer, cfg, device, epoch, lambdas, splits["train"].feed,
                                    average))
@@ -304,7 +305,7 @@ def make_average(cfg: ExperimentConfig, model: PLN, train_split: OpenSplit, stat
     training split's epochs; resumed from the checkpoint ``state`` when there is one."""
     if cfg.train.ema_epochs is None:
         return None
-    steps = epoch_steps(train_split.loader(seed=epoch_seed(cfg.train.seed, 0)), cfg)
+    steps = epoch_steps(train_split.loader(seed=epoch_seed(cfg.train.resolved_order_seed, 0)), cfg)
     average = WeightAverage(model, max(1.0, cfg.train.ema_epochs * steps))
     if state is not None:
         if state.get("average") is None:
