@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from pln.bench.steps import sync
-from pln.config import ExperimentConfig, ModelConfig, config_from_dict
+from pln.config import SYNTHETIC_PREFIX, ExperimentConfig, ModelConfig, config_from_dict
 
 
 def experiment_config(model_cfg: ModelConfig, family: str, args: argparse.Namespace, work: Path,
@@ -23,7 +23,7 @@ def experiment_config(model_cfg: ModelConfig, family: str, args: argparse.Namesp
     model = replace(model_cfg, word_dim=50)
     return config_from_dict({
         "name": "bench",
-        "data": {"dataset": f"synthetic-{family}", "data_dir": str(work / "data"), "cache_dir": str(work / "cache"),
+        "data": {"dataset": SYNTHETIC_PREFIX + family, "data_dir": str(work / "data"), "cache_dir": str(work / "cache"),
                  "glove": args.glove, "num_workers": args.workers,
                  "synthetic": {"scale": args.data_scale, "feature_dim": model.feature_dim}},
         "model": asdict(model),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pln.config import SyntheticConfig
+from pln.config import SYNTHETIC_PREFIX, SyntheticConfig
 from pln.data import jsonl
 from pln.data.annotations import read_split
 from pln.data.features import FeatureStore
@@ -31,7 +31,7 @@ def write_example(out_dir: str | Path, scale: float = 0.1, seed: int = 0, featur
     out = Path(out_dir)
     counts = {}
     with tempfile.TemporaryDirectory() as tmp:
-        generate(f"synthetic-{FAMILY}", tmp, SyntheticConfig(scale=scale, seed=seed, feature_dim=feature_dim))
+        generate(SYNTHETIC_PREFIX + FAMILY, tmp, SyntheticConfig(scale=scale, seed=seed, feature_dim=feature_dim))
         store = FeatureStore(Path(tmp) / FEATURE_FILES[FAMILY], FAMILY)
         videos: set[str] = set()
         for split in ("train", "test"):

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pln.config import is_synthetic_dataset
 from pln.engine.run_dir import read_run_json, verify_run_file
 from pln.errors import DataError
 from pln.eval.metrics import metric_name, query_outcomes
@@ -173,7 +174,7 @@ def query_length_groups(preds: list[pd.DataFrame], queries: pd.Index, edges: lis
 
 def is_synthetic(dataset_used: str) -> bool:
     """Whether a block ran on the synthetic stand-in (its numbers are not the paper's kind)."""
-    return str(dataset_used).startswith("synthetic")
+    return is_synthetic_dataset(str(dataset_used))  # the label starts with the dataset's name
 
 
 def _summary(values: list[float]) -> tuple[float, float, int]:
