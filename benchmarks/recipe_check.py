@@ -13,8 +13,14 @@ over seeds; over the models, the pooled seed s.d. under both (chi-square interva
 models' differences of seed means, :func:`pln.stats.t_mean`), and the run seconds under both
 (the runs' own records, so a run cut off and resumed counts whole); then the adoption rule, which is
 fixed on the command line before any run: adopt when the pooled seed s.d. falls and the mean
-R1@0.5 falls by less than ``--max-mean-drop`` points. One row per run goes to
-``results/benchmarks/recipe-<name>-<setting>.csv`` (merged across invocations).
+R1@0.5 falls by less than ``--max-mean-drop`` points. With ``--diagnostic`` the change is one
+that removes a source of seed variation (e.g. ``train.order_seed=0``: every seed trained on the
+batches of seed 0) and is never adopted; the reading printed instead is fixed as well: the
+variance ratio's upper end under 1 means the removed source carries part of the spread, its lower
+end over 0.5 means what remains carries at least half of it, and otherwise it is inconclusive.
+Each run's training losses are compared with its setting run's, epoch by epoch: a change of the
+stopping or selection alone must leave them equal, one of the training must change them. One row
+per run goes to ``results/benchmarks/recipe-<name>-<setting>.csv`` (merged across invocations).
 
     python benchmarks/recipe_check.py demo-plateau --name warmup2 --models charades-vgg-tan tacos-one128 \\
         --set train.lr_cosine.warmup_epochs=2 --set train.lr_cosine.final_fraction=1.0 --jobs 2
@@ -32,8 +38,8 @@ import numpy as np
 import pandas as pd
 
 from pln import stats
-from pln.bench.side_runs import (METRIC, add_setting_arguments, format_spread, load_setting, run_result, save_rows,
-                                 train_jobs, train_run)
+from pln.bench.side_runs import (METRIC, add_setting_arguments, first_loss_difference, format_spread, load_setting,
+                                 run_result, save_rows, train_jobs, train_run)
 from pln.config import merge, parse_override
 from pln.errors import ConfigError
 from pln.plan.jobs import run_config_text
@@ -41,6 +47,10 @@ from pln.plan.plan import Plan, Run
 from pln.utils import atomic_write_text
 
 RECIPES = ("base", "trial")  # column prefixes: the setting's recipe, the changed one
+LOSS_COLUMN = "first_other_loss_epoch"  # first epoch whose training loss differs between the two (blank: none)
+# A diagnostic's reading (fixed before its runs): bounds of the variance ratio trial/setting.
+REMOVED_PART_BELOW = 1.0  # upper end under it: the removed source carries part of the spread
+KEPT_HALF_ABOVE = 0.5  # lower end over it: what remains carries at least half of it
 
 
 @dataclass(frozen=True)
@@ -108,9 +118,10 @@ def run_job(job: Job, logs: Path) -> dict[str, float]:
 
 
 def result_rows(jobs: list[Job]) -> pd.DataFrame:
-    """One row per run: model, dataset, seed, test queries, and per recipe (``base_*``,
-    ``trial_*``) its epochs run, selected epoch, test R1@0.5 and run seconds (its own records,
-    :func:`~pln.bench.side_runs.run_seconds`)."""
+    """One row per run: model, dataset, seed, test queries, per recipe (``base_*``, ``trial_*``)
+    its epochs run, selected epoch, test R1@0.5 and run seconds (its own records,
+    :func:`~pln.bench.side_runs.run_seconds`), and :data:`LOSS_COLUMN`, the first epoch whose
+    training loss differs between the two (:func:`~pln.bench.side_runs.first_loss_difference`)."""
     rows = []
     for job in jobs:
         results = {"base": run_result(job.base_dir), "trial": run_result(job.trial_dir)}
@@ -121,14 +132,39 @@ def result_rows(jobs: list[Job]) -> pd.DataFrame:
                         f"{recipe}_selected_epoch": result["selected_epoch"],
                         f"{recipe}_test_{METRIC}": result["test"],
                         f"{recipe}_run_seconds": round(result["run_seconds"], 1)})
+        row[LOSS_COLUMN] = first_loss_difference(job.base_dir, job.trial_dir)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def summary_lines(frame: pd.DataFrame, max_mean_drop: float) -> list[str]:
+def loss_line(frame: pd.DataFrame) -> str:
+    """How many runs trained the same weights as their setting run (training loss equal at every
+    epoch both ran) and, for the others, the epochs where they first differ."""
+    first = frame[LOSS_COLUMN]
+    differ = first.dropna().astype(int).value_counts().sort_index()
+    text = f"Training loss equal to the setting run's at every epoch both ran: {int(first.isna().sum())} of {len(first)} runs"
+    if len(differ):
+        text += "; the others differ first at " + ", ".join(f"epoch {e} ({n} runs)" for e, n in differ.items())
+    return text
+
+
+def diagnostic_line(ratio: stats.Ratio) -> str:
+    """The fixed reading of a diagnostic's variance ratio trial/setting with its interval."""
+    findings = []
+    if ratio.high < REMOVED_PART_BELOW:
+        findings.append(f"upper end under {REMOVED_PART_BELOW:g}: the removed source carries part of the spread")
+    if ratio.low > KEPT_HALF_ABOVE:
+        findings.append(f"lower end over {KEPT_HALF_ABOVE:g}: what remains carries at least half of the spread")
+    return ("Diagnostic, never adopted (variance ratio " f"{ratio.ratio:.2f} [{ratio.low:.2f}, {ratio.high:.2f}]): "
+            + ("; ".join(findings) if findings else
+               f"inconclusive (the interval reaches {REMOVED_PART_BELOW:g} and {KEPT_HALF_ABOVE:g})"))
+
+
+def summary_lines(frame: pd.DataFrame, max_mean_drop: float, diagnostic: bool = False) -> list[str]:
     """Per model and pooled over the models: the seed s.d. of test R1@0.5 under both recipes and
-    the change of the mean; the variance ratio and the mean change with their intervals; the
-    adoption rule's outcome."""
+    the change of the mean; the variance ratio and the mean change with their intervals; the runs
+    whose training losses equal their setting run's; the adoption rule's outcome, or with
+    ``diagnostic`` the fixed reading of the variance ratio (:func:`diagnostic_line`)."""
     cols = {r: f"{r}_test_{METRIC}" for r in RECIPES}
     groups = {r: [] for r in RECIPES}
     changes = []
@@ -164,6 +200,11 @@ def summary_lines(frame: pd.DataFrame, max_mean_drop: float) -> list[str]:
         seconds = {r: frame[f"{r}_run_seconds"] for r in RECIPES}
         lines.append("Run seconds (training, validation and test, from the runs' records), setting's recipe -> trial: "
                      + " -> ".join(f"{seconds[r].sum():,.0f} ({seconds[r].notna().sum()} runs)" for r in RECIPES))
+    if LOSS_COLUMN in frame:
+        lines.append(loss_line(frame))
+    if diagnostic:
+        lines.append(diagnostic_line(ratio))
+        return lines
     lines.append(f"Adoption rule (the pooled s.d. falls and the mean falls by less than {max_mean_drop:g} points): "
                  f"{verdict}" + (f" ({'; '.join(reasons)})" if reasons else ""))
     return lines
@@ -178,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a change of the run configs, e.g. train.lr_cosine.warmup_epochs=2 (repeatable)")
     parser.add_argument("--max-mean-drop", type=float, default=1.0,
                         help="adoption rule: the largest fall of the mean R1@0.5 accepted (points; default 1)")
+    parser.add_argument("--diagnostic", action="store_true",
+                        help="the change removes a source of seed variation and is never adopted: print the fixed "
+                             "reading of the variance ratio instead of the adoption rule")
     add_setting_arguments(parser, "results/benchmarks/recipe-<name>-<setting>.csv")
     args = parser.parse_args(argv)
     if not args.name.replace("-", "").replace("_", "").isalnum():
@@ -187,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs, seconds, wall = train_jobs(plan, jobs, args.name, run_job, args.jobs)
     out = Path(args.out or f"results/benchmarks/recipe-{args.name}-{plan.setting}.csv")
     frame = save_rows(out, pd.concat([result_rows(jobs), seconds], axis=1))
-    print("\n".join(summary_lines(frame, args.max_mean_drop)))
+    print("\n".join(summary_lines(frame, args.max_mean_drop, args.diagnostic)))
     print(f"{len(jobs)} runs in {wall:.0f} s with {args.jobs} side by side; written to {out}")
     return 0
 

@@ -96,6 +96,7 @@ def test_a_tiny_run_under_both_recipes(tmp_path):
     frame = recipe_check.result_rows([job])
     assert list(frame.columns[:4]) == ["model", "dataset", "seed", "test_queries"]
     assert {"base_test_R1@0.5", "trial_test_R1@0.5", "trial_selected_epoch"} <= set(frame.columns)
+    assert frame[recipe_check.LOSS_COLUMN].iloc[0] == 1  # a warm-up changes the training from its first epoch
     for recipe, run_dir in (("base", job.base_dir), ("trial", job.trial_dir)):
         epochs = pd.read_csv(run_dir / "epochs.csv")
         test = json.loads((run_dir / "timings.json").read_text())["test_seconds"]
@@ -110,6 +111,58 @@ def test_run_seconds_from_the_runs_records(tmp_path):
     assert math.isnan(side_runs.run_seconds(run))  # no timings.json yet
     run.timings.write_text(json.dumps({"test_seconds": 4.0, "test_queries_per_s": 100.0}))
     assert side_runs.run_seconds(run) == pytest.approx(10 + 11 + 12.5 + 2 + 2.5 + 4)  # no validation in epoch 2
+
+
+def _epochs(run_dir: Path, losses: list[float]) -> Path:
+    run_dir.mkdir(parents=True)
+    pd.DataFrame({"epoch": range(1, len(losses) + 1), "lr": 1e-3, "train_loss": losses}).to_csv(
+        run_dir / "epochs.csv", index=False)
+    return run_dir
+
+
+def test_first_loss_difference(tmp_path):
+    base = _epochs(tmp_path / "base", [0.5, 0.25, 0.125, 0.1])
+    same_but_longer = _epochs(tmp_path / "longer", [0.5, 0.25, 0.125, 0.1, 0.09, 0.08])
+    other_at_3 = _epochs(tmp_path / "other3", [0.5, 0.25, 0.125000001, 0.1])
+    other_at_1 = _epochs(tmp_path / "other1", [0.4, 0.25, 0.125, 0.1])
+    shorter = _epochs(tmp_path / "shorter", [0.5, 0.25])
+    assert side_runs.first_loss_difference(base, same_but_longer) is None  # stops later, same training
+    assert side_runs.first_loss_difference(base, shorter) is None
+    assert side_runs.first_loss_difference(base, other_at_3) == 3  # exact, not approximate
+    assert side_runs.first_loss_difference(base, other_at_1) == 1
+    assert side_runs.first_loss_difference(other_at_3, base) == 3
+
+
+def test_loss_line():
+    frame = pd.DataFrame({recipe_check.LOSS_COLUMN: [None, 1, 1, None, 7, None]})
+    assert recipe_check.loss_line(frame) == ("Training loss equal to the setting run's at every epoch both ran: 3 of 6 "
+                                             "runs; the others differ first at epoch 1 (2 runs), epoch 7 (1 runs)")
+    assert recipe_check.loss_line(frame.iloc[[0, 3]]).endswith(": 2 of 2 runs")
+
+
+@pytest.mark.parametrize("low, high, reading", [
+    (0.2, 0.8, ["removed source carries part"]),
+    (0.6, 1.4, ["what remains carries at least half"]),
+    (0.55, 0.95, ["removed source carries part", "what remains carries at least half"]),
+    (0.5, 1.0, ["inconclusive"]),  # the bounds themselves are not past them
+    (float("nan"), float("nan"), ["inconclusive"]),
+])
+def test_diagnostic_reading(low, high, reading):
+    line = recipe_check.diagnostic_line(stats.Ratio(0.7, low, high))
+    assert line.startswith("Diagnostic, never adopted (variance ratio 0.70 [")
+    for phrase in ("removed source carries part", "what remains carries at least half", "inconclusive"):
+        assert (phrase in line) == (phrase in reading)
+
+
+def test_a_diagnostic_prints_its_reading_and_no_adoption_rule():
+    frame = _frame({"m1": [40, 42, 44], "m2": [10, 10, 16]}, {"m1": [41, 41, 41], "m2": [12, 14, 16]})
+    frame[recipe_check.LOSS_COLUMN] = [None, 1, 1, None, 1, 2]
+    lines = recipe_check.summary_lines(frame, 1.0, diagnostic=True)
+    assert not any("Adoption rule" in line for line in lines)
+    assert lines[-2].endswith("2 of 6 runs; the others differ first at epoch 1 (3 runs), epoch 2 (1 runs)")
+    # the ratio 0.25 with F(4, 4): [0.026, 2.40], which reaches both bounds
+    assert lines[-1].startswith("Diagnostic, never adopted (variance ratio 0.25 [0.03, 2.40]): inconclusive")
+    assert recipe_check.summary_lines(frame, 1.0)[-1].startswith("Adoption rule")
 
 
 def _frame(base: dict[str, list[float]], trial: dict[str, list[float]]) -> pd.DataFrame:

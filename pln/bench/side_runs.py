@@ -9,6 +9,8 @@ finished), then a variant of it into ``runs/<setting>-<variant>/``, and tabulate
 - :func:`place_run` -- a finished run folder put in place of another (a trial's run, once its
   setting has adopted the trial's change);
 - :func:`run_result` -- epochs run, selected epoch, test R1@0.5, test queries and seconds of a run;
+- :func:`first_loss_difference` -- the first epoch whose training loss differs between two runs
+  (does a variant change the training, or only what is chosen from it?);
 - :func:`generate_datasets` -- each dataset generated once, before runs share it;
 - :func:`costliest_first` -- an order that starts the longest runs first;
 - :func:`train_jobs` -- the two together, then the jobs side by side;
@@ -97,6 +99,19 @@ def run_result(run_dir: Path) -> dict[str, Any]:
     return {"epochs_run": info.get("epochs_run"), "selected_epoch": info.get("selected_epoch"),
             "test": float(result["metrics"][result["default"]][METRIC]), "test_queries": info.get("test_queries"),
             "run_seconds": run_seconds(run)}
+
+
+def first_loss_difference(base_dir: Path, trial_dir: Path) -> int | None:
+    """The first epoch, counted as in ``epochs.csv``, at which the training loss of the run in
+    ``trial_dir`` differs from that of the run in ``base_dir``, compared exactly over the epochs
+    both ran; ``None`` when it is equal at every one of them (the same weights were trained, and
+    a variant changed only which epoch is chosen or when the run stops). Two runs of one config
+    on one machine write the same losses, so an equal loss is exact, not approximate."""
+    losses = [pd.read_csv(RunDir(d).epochs, usecols=["epoch", "train_loss"]).set_index("epoch")["train_loss"]
+              for d in (base_dir, trial_dir)]
+    common = losses[0].index.intersection(losses[1].index).sort_values()
+    differs = [int(e) for e in common if losses[0][e] != losses[1][e]]
+    return differs[0] if differs else None
 
 
 def run_seconds(run: RunDir) -> float:
