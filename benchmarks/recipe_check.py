@@ -39,7 +39,7 @@ import pandas as pd
 
 from pln import stats
 from pln.bench.side_runs import (METRIC, add_setting_arguments, first_loss_difference, format_spread, load_setting,
-                                 run_result, save_rows, train_jobs, train_run)
+                                 read_variance_ratio, run_result, save_rows, train_jobs, train_run)
 from pln.config import merge, parse_override
 from pln.errors import ConfigError
 from pln.plan.jobs import run_config_text
@@ -48,9 +48,6 @@ from pln.utils import atomic_write_text
 
 RECIPES = ("base", "trial")  # column prefixes: the setting's recipe, the changed one
 LOSS_COLUMN = "first_other_loss_epoch"  # first epoch whose training loss differs between the two (blank: none)
-# A diagnostic's reading (fixed before its runs): bounds of the variance ratio trial/setting.
-REMOVED_PART_BELOW = 1.0  # upper end under it: the removed source carries part of the spread
-KEPT_HALF_ABOVE = 0.5  # lower end over it: what remains carries at least half of it
 
 
 @dataclass(frozen=True)
@@ -149,15 +146,11 @@ def loss_line(frame: pd.DataFrame) -> str:
 
 
 def diagnostic_line(ratio: stats.Ratio) -> str:
-    """The fixed reading of a diagnostic's variance ratio trial/setting with its interval."""
-    findings = []
-    if ratio.high < REMOVED_PART_BELOW:
-        findings.append(f"upper end under {REMOVED_PART_BELOW:g}: the removed source carries part of the spread")
-    if ratio.low > KEPT_HALF_ABOVE:
-        findings.append(f"lower end over {KEPT_HALF_ABOVE:g}: what remains carries at least half of the spread")
-    return ("Diagnostic, never adopted (variance ratio " f"{ratio.ratio:.2f} [{ratio.low:.2f}, {ratio.high:.2f}]): "
-            + ("; ".join(findings) if findings else
-               f"inconclusive (the interval reaches {REMOVED_PART_BELOW:g} and {KEPT_HALF_ABOVE:g})"))
+    """The fixed reading of a diagnostic's variance ratio trial/setting with its interval
+    (:func:`~pln.bench.side_runs.read_variance_ratio`)."""
+    return (f"Diagnostic, never adopted (variance ratio {ratio.ratio:.2f} [{ratio.low:.2f}, {ratio.high:.2f}]): "
+            + read_variance_ratio(ratio, "the removed source carries part of the spread",
+                                  "what remains carries at least half of the spread"))
 
 
 def summary_lines(frame: pd.DataFrame, max_mean_drop: float, diagnostic: bool = False) -> list[str]:

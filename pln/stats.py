@@ -460,6 +460,15 @@ def pooled_seed_spread(groups: list[np.ndarray], *, level: float = 0.95) -> Spre
     return _sd_interval(ss / df if df else math.nan, df, level)
 
 
+def pair_spread(differences: np.ndarray, *, level: float = 0.95) -> Spread:
+    """The standard deviation of one run implied by ``differences`` ``[K]`` between the two runs
+    of K pairs, each pair two draws of one model with mean difference 0 (e.g. one experiment
+    computed on two machines): ``sqrt(sum d^2 / (2 K))`` with K degrees of freedom and its
+    chi-square interval. For differences 1, -2 and 3: ``sqrt(14 / 6)`` = 1.53 on 3 df."""
+    d = np.asarray(differences, dtype=np.float64).ravel()
+    return _sd_interval(float((d ** 2).sum()) / (2 * d.size) if d.size else math.nan, int(d.size), level)
+
+
 @dataclass(frozen=True)
 class Homogeneity:
     """A test that several models share one seed variance: its statistic, degrees of freedom,

@@ -17,7 +17,8 @@ finished), then a variant of it into ``runs/<setting>-<variant>/``, and tabulate
 - :func:`add_setting_arguments` / :func:`load_setting` -- the checks' common command line;
 - :func:`merge_rows` / :func:`save_rows` -- a check's CSV merged across invocations (dataset by
   dataset) and written;
-- :func:`format_spread` -- a seed s.d. with its interval, as the checks print it.
+- :func:`format_spread` -- a seed s.d. with its interval, as the checks print it;
+- :func:`read_variance_ratio` -- the fixed reading of a diagnostic's variance ratio.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ from pln.plan.plan import Plan
 from pln.utils import atomic_write
 
 METRIC = "R1@0.5"  # the metric the checks compare (the one the stability target is about)
+# A diagnostic's reading, fixed before its runs: the bounds its variance ratio's interval is read against.
+RATIO_UNDER = 1.0  # upper end under it: the ratio's numerator is the smaller variance
+RATIO_OVER = 0.5  # lower end over it: the numerator is at least half the denominator
 
 
 def pln_call(*args: str | Path, log: Path) -> None:
@@ -200,3 +204,15 @@ def save_rows(csv: Path, frame: pd.DataFrame) -> pd.DataFrame:
 def format_spread(spread: stats.Spread) -> str:
     """``s.d. [low, high]``, or a dash for one seed."""
     return f"{spread.sd:5.2f} [{spread.low:.2f}, {spread.high:.2f}]" if spread.df else "  –  (1 seed)"
+
+
+def read_variance_ratio(ratio: stats.Ratio, under: str, over: str) -> str:
+    """The fixed reading of a variance ratio with its interval: ``under`` when its upper end is
+    under :data:`RATIO_UNDER`, ``over`` when its lower end is over :data:`RATIO_OVER` (both can
+    hold), otherwise inconclusive (a NaN interval is inconclusive)."""
+    findings = []
+    if ratio.high < RATIO_UNDER:
+        findings.append(f"upper end under {RATIO_UNDER:g}: {under}")
+    if ratio.low > RATIO_OVER:
+        findings.append(f"lower end over {RATIO_OVER:g}: {over}")
+    return "; ".join(findings) or f"inconclusive (the interval reaches {RATIO_UNDER:g} and {RATIO_OVER:g})"

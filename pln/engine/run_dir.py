@@ -167,6 +167,12 @@ def _strip_runtime(values: dict[str, Any]) -> dict[str, Any]:
     return _without(values, RESULT_NEUTRAL_KEYS)
 
 
+def experiment_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """``cfg`` as a dict without the keys that leave results as they are
+    (:data:`~pln.config.RESULT_NEUTRAL_KEYS`): what two runs of one experiment share."""
+    return _strip_runtime(cfg.to_dict())
+
+
 # The keys that say how long a run trains. A config that differs from a run's only in a budget at
 # least as long continues that run (`pln train --extend`): the epochs already trained are the same.
 BUDGET_KEYS: tuple[tuple[str, str], ...] = (("train", "max_epochs"), ("train", "stop_patience"))
@@ -210,7 +216,7 @@ def run_config_differences(run: RunDir, cfg: ExperimentConfig,
 
 def _result_dicts(run: RunDir, cfg: ExperimentConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """The config of a run folder and ``cfg``, as dicts without the result-neutral keys."""
-    return _strip_runtime(run.read_config().to_dict()), _strip_runtime(cfg.to_dict())
+    return experiment_dict(run.read_config()), experiment_dict(cfg)
 
 
 def check_same_experiment(run: RunDir, cfg: ExperimentConfig, replace_stale: bool = False,
