@@ -20,7 +20,8 @@ variance ratio's upper end under 1 means the removed source carries part of the 
 end over 0.5 means what remains carries at least half of it, and otherwise it is inconclusive.
 Each run's training losses are compared with its setting run's, epoch by epoch: a change of the
 stopping or selection alone must leave them equal, one of the training must change them. One row
-per run goes to ``results/benchmarks/recipe-<name>-<setting>.csv`` (merged across invocations).
+per run goes to ``results/benchmarks/recipe-<name>-<setting>.csv`` (merged across invocations);
+``--summary`` prints that file's summary again without training anything.
 
     python benchmarks/recipe_check.py demo-plateau --name warmup2 --models charades-vgg-tan tacos-one128 \\
         --set train.lr_cosine.warmup_epochs=2 --set train.lr_cosine.final_fraction=1.0 --jobs 2
@@ -43,6 +44,7 @@ from pln.bench.side_runs import (METRIC, add_setting_arguments, first_loss_diffe
 from pln.config import merge, parse_override
 from pln.errors import ConfigError
 from pln.plan.jobs import run_config_text
+from pln.engine.run_dir import RunDir
 from pln.plan.plan import Plan, Run
 from pln.utils import atomic_write_text
 
@@ -134,6 +136,23 @@ def result_rows(jobs: list[Job]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def with_loss_column(frame: pd.DataFrame, jobs: list[Job]) -> pd.DataFrame:
+    """``frame`` (rows as :func:`result_rows` writes them) with :data:`LOSS_COLUMN` filled from
+    the runs of ``jobs`` where it is missing (a CSV written before the column existed); a row of
+    a run without a job keeps what it has."""
+    frame = frame.copy()
+    if LOSS_COLUMN not in frame:
+        frame[LOSS_COLUMN] = np.nan
+    for job in jobs:
+        rows = (frame["model"] == job.run.model) & (frame["seed"] == job.run.seed)
+        if rows.any() and frame.loc[rows, LOSS_COLUMN].isna().all():
+            missing = [d for d in (job.base_dir, job.trial_dir) if not RunDir(d).epochs.is_file()]
+            if missing:
+                raise SystemExit(f"recipe_check: {RunDir(missing[0]).epochs} not found; unpack or train the run first")
+            frame.loc[rows, LOSS_COLUMN] = first_loss_difference(job.base_dir, job.trial_dir)
+    return frame
+
+
 def loss_line(frame: pd.DataFrame) -> str:
     """How many runs trained the same weights as their setting run (training loss equal at every
     epoch both ran) and, for the others, the epochs where they first differ."""
@@ -215,14 +234,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--diagnostic", action="store_true",
                         help="the change removes a source of seed variation and is never adopted: print the fixed "
                              "reading of the variance ratio instead of the adoption rule")
+    parser.add_argument("--summary", action="store_true",
+                        help="train nothing: print the summary of the CSV an earlier call wrote (its timing columns "
+                             "kept), adding the training-loss comparison where that call did not make it")
     add_setting_arguments(parser, "results/benchmarks/recipe-<name>-<setting>.csv")
     args = parser.parse_args(argv)
     if not args.name.replace("-", "").replace("_", "").isalnum():
         parser.error(f"--name {args.name!r}: use letters, digits, '-' and '_' (it names a folder)")
     plan = load_setting(parser, args)
     jobs = plan_jobs(plan, args.name, args.models, args.overrides)
-    jobs, seconds, wall = train_jobs(plan, jobs, args.name, run_job, args.jobs)
     out = Path(args.out or f"results/benchmarks/recipe-{args.name}-{plan.setting}.csv")
+    if args.summary:
+        if not out.is_file():
+            parser.error(f"{out} not found: run the trial first (without --summary)")
+        frame = with_loss_column(pd.read_csv(out), jobs)
+        save_rows(out, frame)
+        print("\n".join(summary_lines(frame[frame["model"].isin(args.models)], args.max_mean_drop, args.diagnostic)))
+        return 0
+    jobs, seconds, wall = train_jobs(plan, jobs, args.name, run_job, args.jobs)
     frame = save_rows(out, pd.concat([result_rows(jobs), seconds], axis=1))
     print("\n".join(summary_lines(frame, args.max_mean_drop, args.diagnostic)))
     print(f"{len(jobs)} runs in {wall:.0f} s with {args.jobs} side by side; written to {out}")

@@ -97,6 +97,11 @@ def test_a_tiny_run_under_both_recipes(tmp_path):
     assert list(frame.columns[:4]) == ["model", "dataset", "seed", "test_queries"]
     assert {"base_test_R1@0.5", "trial_test_R1@0.5", "trial_selected_epoch"} <= set(frame.columns)
     assert frame[recipe_check.LOSS_COLUMN].iloc[0] == 1  # a warm-up changes the training from its first epoch
+    older = frame.drop(columns=[recipe_check.LOSS_COLUMN])  # a CSV written before the column existed
+    assert recipe_check.with_loss_column(older, [job])[recipe_check.LOSS_COLUMN].tolist() == [1]
+    elsewhere = recipe_check.Job(job.run, "toy", paths[0], tmp_path / "gone", paths[1], job.trial_dir)
+    with pytest.raises(SystemExit, match="gone/epochs.csv not found; unpack or train the run first"):
+        recipe_check.with_loss_column(older, [elsewhere])
     for recipe, run_dir in (("base", job.base_dir), ("trial", job.trial_dir)):
         epochs = pd.read_csv(run_dir / "epochs.csv")
         test = json.loads((run_dir / "timings.json").read_text())["test_seconds"]
