@@ -69,11 +69,13 @@ class Job:
         return self.base_config, self.trial_config
 
 
-def plan_jobs(plan: Plan, name: str, models: list[str], overrides: list[str]) -> list[Job]:
-    """The runs of ``models`` with their run config as the workflow writes it and the same config
-    with ``overrides`` applied (both under ``runs/<setting>-<name>/configs/``). Raises
-    ``SystemExit`` with one line for a model the setting does not train, an override that is not
-    ``KEY=VALUE`` or makes an invalid config, and overrides that change nothing."""
+def plan_jobs(plan: Plan, name: str, models: list[str], overrides: list[str],
+              seeds: list[int] | None = None) -> list[Job]:
+    """The runs of ``models`` (those of ``seeds`` only, when given) with their run config as the
+    workflow writes it and the same config with ``overrides`` applied (both under
+    ``runs/<setting>-<name>/configs/``). Raises ``SystemExit`` with one line for a model the
+    setting does not train, a seed it does not train, an override that is not ``KEY=VALUE`` or
+    makes an invalid config, and overrides that change nothing."""
     root = Path(f"{plan.runs_root}-{name}")
     trained = plan.trained_models()
     unknown = [m for m in models if m not in trained]
@@ -81,7 +83,12 @@ def plan_jobs(plan: Plan, name: str, models: list[str], overrides: list[str]) ->
         raise SystemExit(f"recipe_check: {plan.setting_file} trains no model {', '.join(unknown)}")
     jobs = []
     for model in models:
-        for run in plan.runs(model):
+        runs = plan.runs(model)
+        other = sorted(set(seeds or []) - {run.seed for run in runs})
+        if other:
+            raise SystemExit(f"recipe_check: {plan.setting_file} trains no seed {', '.join(map(str, other))} "
+                             f"of {model}")
+        for run in (r for r in runs if seeds is None or r.seed in seeds):
             config_name = plan.config_name(run)
             values = plan.run_configs[config_name]
             trial: dict[str, Any] = values
@@ -227,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("setting", help="a setting, e.g. demo-plateau")
     parser.add_argument("--name", required=True, help="the trial's name: runs go to runs/<setting>-<name>/")
     parser.add_argument("--models", nargs="+", required=True, help="trained models of the setting")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="K",
+                        help="train these seeds of each model only (default: the setting's seeds); e.g. one seed "
+                             "of every model first when a sitting may be cut off")
     parser.add_argument("--set", action="append", required=True, metavar="KEY=VALUE", dest="overrides",
                         help="a change of the run configs, e.g. train.lr_cosine.warmup_epochs=2 (repeatable)")
     parser.add_argument("--max-mean-drop", type=float, default=1.0,
@@ -242,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.name.replace("-", "").replace("_", "").isalnum():
         parser.error(f"--name {args.name!r}: use letters, digits, '-' and '_' (it names a folder)")
     plan = load_setting(parser, args)
-    jobs = plan_jobs(plan, args.name, args.models, args.overrides)
+    jobs = plan_jobs(plan, args.name, args.models, args.overrides, args.seeds)
     out = Path(args.out or f"results/benchmarks/recipe-{args.name}-{plan.setting}.csv")
     if args.summary:
         if not out.is_file():

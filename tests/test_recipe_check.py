@@ -43,6 +43,10 @@ def test_plans_the_runs_with_only_the_overrides_changed(tmp_path):
     assert trial["train"].pop("lr_cosine") == {"warmup_epochs": 2, "final_fraction": 1.0}
     base["train"].pop("lr_cosine", None)
     assert base == trial
+    seed2 = recipe_check.plan_jobs(_plan(tmp_path), "warmup2", ["charades-i3d-tan", "tacos-tan"], WARMUP, [2])
+    assert [(j.run.model, j.run.seed) for j in seed2] == [("charades-i3d-tan", 2), ("tacos-tan", 2)]
+    with pytest.raises(SystemExit, match="trains no seed 7 of tacos-tan"):
+        recipe_check.plan_jobs(_plan(tmp_path), "warmup2", ["tacos-tan"], WARMUP, [0, 7])
 
 
 @pytest.mark.parametrize("overrides, generated", [
