@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -232,3 +233,27 @@ def test_f_and_t_intervals_against_scipy():
     half = sps.t.ppf(0.975, 3) * x.std(ddof=1) / 2
     assert (mean.ratio, mean.low, mean.high) == pytest.approx((2.5, 2.5 - half, 2.5 + half))
     assert math.isnan(stats.t_mean(np.array([3.0])).low)
+
+
+def test_a_failed_run_does_not_stop_the_others(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(side_runs, "generate_datasets", lambda configs, log_dir: list(configs))
+    monkeypatch.setattr(side_runs, "costliest_first", lambda items, run_config: items)
+    plan = SimpleNamespace(setting="demo", run_configs={}, config_name=lambda run: run.model)
+    jobs = [SimpleNamespace(run=Run("m", "d", "train", seed), dataset="d", configs=()) for seed in range(4)]
+    ended = []
+
+    def run_job(job, logs):
+        if job.run.seed in (0, 2):
+            raise RuntimeError(f"pln train failed (exit 1); see {logs}/m/seed{job.run.seed}.log")
+        ended.append(job.run.seed)
+        return {"seconds_trial": 1.0}
+
+    with pytest.raises(SystemExit) as failure:
+        side_runs.train_jobs(plan, jobs, "trial", run_job, n_jobs=1)  # one at a time: seed 0 fails first
+    assert sorted(ended) == [1, 3]
+    assert str(failure.value).splitlines() == ["2 of 4 runs failed (the others ended):",
+                                               "m seed 0: pln train failed (exit 1); see logs/demo-trial/train/m/seed0.log",
+                                               "m seed 2: pln train failed (exit 1); see logs/demo-trial/train/m/seed2.log"]
+    jobs, seconds, _ = side_runs.train_jobs(plan, jobs[1::2], "trial", run_job, n_jobs=2)
+    assert seconds["seconds_trial"].tolist() == [1.0, 1.0]

@@ -156,15 +156,21 @@ def train_jobs(plan: Plan, jobs: list[Any], variant: str, run_job: Callable[[Any
     by side, the costliest first; logs under ``logs/<setting>-<variant>/``. Each job has
     ``dataset``, ``base_config``, ``configs`` (its run configs, the setting's first) and ``run`` (a
     :class:`~pln.plan.plan.Run`). Returns the jobs in the order run, one row of seconds per job
-    (what ``run_job`` returned) and the wall seconds."""
+    (what ``run_job`` returned) and the wall seconds. A job that fails does not stop the others:
+    when all have ended, ``SystemExit`` lists the failed ones, one line each (their runs resume
+    when the call is repeated)."""
     generate_datasets(((job.dataset, config) for job in jobs for config in job.configs),
                       Path(f"logs/{plan.setting}-{variant}"))
     jobs = costliest_first(jobs, lambda job: plan.run_configs[plan.config_name(job.run)])
     logs = Path(f"logs/{plan.setting}-{variant}/train")
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
-        seconds = list(pool.map(lambda job: run_job(job, logs), jobs))
-    return jobs, pd.DataFrame(seconds).round(1), time.perf_counter() - start
+        futures = [pool.submit(run_job, job, logs) for job in jobs]
+    failed = [f"{job.run.model} seed {job.run.seed}: {future.exception()}"
+              for job, future in zip(jobs, futures) if future.exception() is not None]
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(jobs)} runs failed (the others ended):\n" + "\n".join(failed))
+    return jobs, pd.DataFrame([f.result() for f in futures]).round(1), time.perf_counter() - start
 
 
 def add_setting_arguments(parser: argparse.ArgumentParser, csv_default: str) -> None:
