@@ -26,7 +26,7 @@ import pandas as pd
 
 from pln import stats
 from pln.bench.side_runs import (METRIC, add_setting_arguments, copy_run, format_spread, load_setting, pln_call,
-                                 run_result, save_rows, train_jobs, train_run)
+                                 run_result, save_rows, side_root, side_run_dir, train_jobs, train_run)
 from pln.plan.jobs import run_config_text
 from pln.plan.plan import Plan, Run
 from pln.utils import atomic_write_text
@@ -57,7 +57,7 @@ def plan_jobs(plan: Plan, patience: int, datasets: list[str] | None) -> list[Job
     run config as the workflow writes it and the same config with ``stop_patience`` = ``patience``
     (both written under ``runs/<setting>-patience<P>/configs/``). Raises ``SystemExit`` with one
     line when the setting has no patience rule or ``patience`` is not longer than its."""
-    root = Path(f"{plan.runs_root}-patience{patience}")
+    root = side_root(plan, f"patience{patience}")
     jobs = []
     for model in plan.trained_models():
         if datasets and plan.models[model]["dataset"] not in datasets:
@@ -72,7 +72,7 @@ def plan_jobs(plan: Plan, patience: int, datasets: list[str] | None) -> list[Job
             longer = {**values, "train": {**values["train"], "stop_patience": patience}}
             jobs.append(Job(run, plan.models[model]["dataset"], int(values["train"]["max_epochs"]), int(own),
                             patience, root / "configs" / f"{name}-setting.yaml", Path(plan.run_dir(run)),
-                            root / "configs" / f"{name}.yaml", root / run.model / f"seed{run.seed}"))
+                            root / "configs" / f"{name}.yaml", side_run_dir(plan, root, run)))
             for path, config in ((jobs[-1].base_config, values), (jobs[-1].long_config, longer)):
                 atomic_write_text(path, run_config_text(config, path))
     return jobs

@@ -39,8 +39,9 @@ import numpy as np
 import pandas as pd
 
 from pln import stats
-from pln.bench.side_runs import (METRIC, add_setting_arguments, first_loss_difference, format_spread, load_setting,
-                                 read_variance_ratio, run_result, save_rows, train_jobs, train_run)
+from pln.bench.side_runs import (LOSS_COLUMN, METRIC, add_setting_arguments, first_loss_difference, format_spread,
+                                 load_setting, read_variance_ratio, run_result, save_rows, side_root, side_run_dir,
+                                 train_jobs, train_run)
 from pln.config import merge, parse_override
 from pln.errors import ConfigError
 from pln.plan.jobs import run_config_text
@@ -49,7 +50,6 @@ from pln.plan.plan import Plan, Run
 from pln.utils import atomic_write_text
 
 RECIPES = ("base", "trial")  # column prefixes: the setting's recipe, the changed one
-LOSS_COLUMN = "first_other_loss_epoch"  # first epoch whose training loss differs between the two (blank: none)
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def plan_jobs(plan: Plan, name: str, models: list[str], overrides: list[str],
     ``runs/<setting>-<name>/configs/``). Raises ``SystemExit`` with one line for a model the
     setting does not train, a seed it does not train, an override that is not ``KEY=VALUE`` or
     makes an invalid config, and overrides that change nothing."""
-    root = Path(f"{plan.runs_root}-{name}")
+    root = side_root(plan, name)
     trained = plan.trained_models()
     unknown = [m for m in models if m not in trained]
     if unknown:
@@ -101,7 +101,7 @@ def plan_jobs(plan: Plan, name: str, models: list[str], overrides: list[str],
                 raise SystemExit(f"recipe_check: --set {' '.join(overrides)} leaves {config_name} as it is")
             job = Job(run, plan.models[model]["dataset"], root / "configs" / f"{config_name}-setting.yaml",
                       Path(plan.run_dir(run)), root / "configs" / f"{config_name}.yaml",
-                      root / run.model / f"seed{run.seed}")
+                      side_run_dir(plan, root, run))
             for path, config in ((job.base_config, values), (job.trial_config, trial)):
                 try:
                     atomic_write_text(path, run_config_text(config, path))

@@ -22,7 +22,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from pln.bench.side_runs import load_setting, place_run
+from pln.bench.side_runs import load_setting, place_run, side_run_dir
 from pln.config import ExperimentConfig, config_from_dict
 from pln.engine.run_dir import RunDir, run_config_differences
 from pln.errors import ConfigError
@@ -42,7 +42,7 @@ def reuse(plan: Plan, source: Path) -> list[tuple[str, str]]:
         for run in plan.runs(model):
             name = plan.config_name(run)
             cfg = config_from_dict(plan.run_configs[name], plan.config_path(name))
-            src, dst = RunDir(source / run.model / f"seed{run.seed}"), RunDir(Path(plan.run_dir(run)))
+            src, dst = RunDir(side_run_dir(plan, source, run)), RunDir(Path(plan.run_dir(run)))
             outcomes.append((str(dst.root), _reuse_one(src, dst, cfg)))
     return outcomes
 

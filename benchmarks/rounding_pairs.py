@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from pln import stats
-from pln.bench.side_runs import (METRIC, first_loss_difference, format_spread, load_setting, read_variance_ratio,
-                                 run_result)
+from pln.bench.side_runs import (LOSS_COLUMN, METRIC, first_loss_difference, format_spread, load_setting,
+                                 read_variance_ratio, run_result, side_root, side_run_dir)
 from pln.engine.checkpoint import config_differences
 from pln.engine.run_dir import RunDir, experiment_dict
 from pln.plan.plan import Plan
@@ -57,8 +57,10 @@ def pair_rows(plan: Plan, name: str, models: list[str], seed: int) -> pd.DataFra
     one experiment."""
     rows = []
     for model in models:
-        base_dir = Path(plan.runs_root) / model / f"seed{seed}"
-        other_dir = Path(f"{plan.runs_root}-{name}") / model / f"seed{seed}"
+        runs = [run for run in plan.runs(model) if run.seed == seed]
+        if not runs:
+            raise SystemExit(f"rounding_pairs: {plan.setting_file} trains no seed {seed} of {model}")
+        base_dir, other_dir = Path(plan.run_dir(runs[0])), side_run_dir(plan, side_root(plan, name), runs[0])
         for d in (base_dir, other_dir):
             if not RunDir(d).is_complete():
                 raise SystemExit(f"rounding_pairs: {d} is not a finished run; train it first")
@@ -70,7 +72,7 @@ def pair_rows(plan: Plan, name: str, models: list[str], seed: int) -> pd.DataFra
         for side, result in results.items():
             row.update({f"{side}_selected_epoch": result["selected_epoch"], f"{side}_test_{METRIC}": result["test"]})
         row["difference"] = results["other"]["test"] - results["base"]["test"]
-        row["first_other_loss_epoch"] = first_loss_difference(base_dir, other_dir)
+        row[LOSS_COLUMN] = first_loss_difference(base_dir, other_dir)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -87,11 +89,11 @@ def summary_lines(frame: pd.DataFrame, reference: stats.Spread) -> list[str]:
     lines = [f"Test {METRIC}: setting run -> the same experiment with other arithmetic (selected epochs); "
              "first epoch whose training loss differs"]
     for _, r in frame.iterrows():
-        first = "none (computed alike)" if pd.isna(r["first_other_loss_epoch"]) else int(r["first_other_loss_epoch"])
+        first = "none (computed alike)" if pd.isna(r[LOSS_COLUMN]) else int(r[LOSS_COLUMN])
         lines.append(f"  {r['model']:24s} {r[f'base_test_{METRIC}']:5.1f} -> {r[f'other_test_{METRIC}']:5.1f} "
                      f"({r['difference']:+5.1f}; epochs {r['base_selected_epoch']} / {r['other_selected_epoch']}); "
                      f"{first}")
-    used = frame[frame["first_other_loss_epoch"].notna()]
+    used = frame[frame[LOSS_COLUMN].notna()]
     differences = used["difference"].to_numpy(dtype=np.float64)
     lines.append(f"Pairs used (training losses differ): {len(used)} of {len(frame)}")
     if len(used) == 0:

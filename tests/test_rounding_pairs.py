@@ -16,6 +16,7 @@ from scipy import stats as sps
 
 from pln import stats
 from pln.bench import side_runs
+from pln.plan.plan import Run
 
 from bench_scripts import load_benchmark
 
@@ -72,7 +73,9 @@ def test_pairs_of_a_tiny_run_and_its_copy(tmp_path):
     side_runs.train_run(config, base, tmp_path / "train.log")
     side = tmp_path / "runs" / "demo-copy" / "tiny" / "seed0"
     side_runs.copy_run(base, side)
-    plan = SimpleNamespace(runs_root=str(runs))
+    plan = SimpleNamespace(runs_root=str(runs), setting_file="demo.yaml",  # trains seeds 0 and 1 of "tiny"
+                           runs=lambda model: [Run(model, "d", "train", k) for k in (0, 1)],
+                           run_dir=lambda run: f"{runs}/{run.model}/seed{run.seed}")
     frame = rounding_pairs.pair_rows(plan, "copy", ["tiny"], 0)
     assert frame["difference"].tolist() == [0.0] and frame["first_other_loss_epoch"].isna().all()
     epochs = pd.read_csv(side / "epochs.csv")
@@ -86,6 +89,8 @@ def test_pairs_of_a_tiny_run_and_its_copy(tmp_path):
         rounding_pairs.pair_rows(plan, "copy", ["tiny"], 0)
     with pytest.raises(SystemExit, match="seed1 is not a finished run; train it first"):
         rounding_pairs.pair_rows(plan, "copy", ["tiny"], 1)
+    with pytest.raises(SystemExit, match="demo.yaml trains no seed 2 of tiny"):
+        rounding_pairs.pair_rows(plan, "copy", ["tiny"], 2)
 
 
 def _frame(differences: list[float], first: list[float]) -> pd.DataFrame:

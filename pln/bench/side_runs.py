@@ -9,8 +9,10 @@ finished), then a variant of it into ``runs/<setting>-<variant>/``, and tabulate
 - :func:`place_run` -- a finished run folder put in place of another (a trial's run, once its
   setting has adopted the trial's change);
 - :func:`run_result` -- epochs run, selected epoch, test R1@0.5, test queries and seconds of a run;
+- :func:`side_root` / :func:`side_run_dir` -- where a check keeps its variant of a setting's run;
 - :func:`first_loss_difference` -- the first epoch whose training loss differs between two runs
-  (does a variant change the training, or only what is chosen from it?);
+  (does a variant change the training, or only what is chosen from it?), the checks' column
+  :data:`LOSS_COLUMN`;
 - :func:`generate_datasets` -- each dataset generated once, before runs share it;
 - :func:`costliest_first` -- an order that starts the longest runs first;
 - :func:`train_jobs` -- the two together, then the jobs side by side;
@@ -44,10 +46,11 @@ from pln.engine.run_dir import RunDir, move_into_run_folder
 from pln.engine.run_lock import LOCK_NAME, hold_run_lock
 from pln.plan.jobs import epoch_cost
 from pln.plan.loading import load_snakemake_config
-from pln.plan.plan import Plan
+from pln.plan.plan import Plan, Run
 from pln.utils import atomic_write
 
 METRIC = "R1@0.5"  # the metric the checks compare (the one the stability target is about)
+LOSS_COLUMN = "first_other_loss_epoch"  # first_loss_difference of two runs in a check's CSV (blank: none)
 # A diagnostic's reading, fixed before its runs: the bounds its variance ratio's interval is read against.
 RATIO_UNDER = 1.0  # upper end under it: the ratio's numerator is the smaller variance
 RATIO_OVER = 0.5  # lower end over it: the numerator is at least half the denominator
@@ -103,6 +106,17 @@ def run_result(run_dir: Path) -> dict[str, Any]:
     return {"epochs_run": info.get("epochs_run"), "selected_epoch": info.get("selected_epoch"),
             "test": float(result["metrics"][result["default"]][METRIC]), "test_queries": info.get("test_queries"),
             "run_seconds": run_seconds(run)}
+
+
+def side_root(plan: Plan, variant: str) -> Path:
+    """``runs/<setting>-<variant>``: the folder of a check's variant of a setting's runs."""
+    return Path(f"{plan.runs_root}-{variant}")
+
+
+def side_run_dir(plan: Plan, root: Path, run: Run) -> Path:
+    """The folder of ``run``'s variant under ``root`` (:func:`side_root`), named below it as the
+    setting names its own run (``<model>/seed<k>``)."""
+    return root / Path(plan.run_dir(run)).relative_to(plan.runs_root)
 
 
 def first_loss_difference(base_dir: Path, trial_dir: Path) -> int | None:
