@@ -39,9 +39,9 @@ import numpy as np
 import pandas as pd
 
 from pln import stats
-from pln.bench.side_runs import (LOSS_COLUMN, METRIC, add_setting_arguments, first_loss_difference, format_spread,
-                                 load_setting, read_variance_ratio, run_result, save_rows, side_root, side_run_dir,
-                                 train_jobs, train_run)
+from pln.bench.side_runs import (LOSS_COLUMN, METRIC, add_setting_arguments, add_side_arguments, first_loss_difference,
+                                 format_spread, load_setting, read_variance_ratio, run_result, save_rows, side_root,
+                                 side_run_dir, train_jobs, train_run, unknown_models)
 from pln.config import merge, parse_override
 from pln.errors import ConfigError
 from pln.plan.jobs import run_config_text
@@ -77,10 +77,9 @@ def plan_jobs(plan: Plan, name: str, models: list[str], overrides: list[str],
     setting does not train, a seed it does not train, an override that is not ``KEY=VALUE`` or
     makes an invalid config, and overrides that change nothing."""
     root = side_root(plan, name)
-    trained = plan.trained_models()
-    unknown = [m for m in models if m not in trained]
-    if unknown:
-        raise SystemExit(f"recipe_check: {plan.setting_file} trains no model {', '.join(unknown)}")
+    error = unknown_models(plan, models)
+    if error:
+        raise SystemExit(f"recipe_check: {error}")
     jobs = []
     for model in models:
         runs = plan.runs(model)
@@ -232,8 +231,7 @@ def summary_lines(frame: pd.DataFrame, max_mean_drop: float, diagnostic: bool = 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("setting", help="a setting, e.g. demo-plateau")
-    parser.add_argument("--name", required=True, help="the trial's name: runs go to runs/<setting>-<name>/")
-    parser.add_argument("--models", nargs="+", required=True, help="trained models of the setting")
+    add_side_arguments(parser, "the trial's name: runs go to runs/<setting>-<name>/")
     parser.add_argument("--seeds", nargs="+", type=int, metavar="K",
                         help="train these seeds of each model only (default: the setting's seeds); e.g. one seed "
                              "of every model first when a sitting may be cut off")

@@ -22,7 +22,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from pln.bench.side_runs import load_setting, place_run, side_run_dir
+from pln.bench.side_runs import add_setting_arguments, load_setting, place_run, side_run_dir
 from pln.config import ExperimentConfig, config_from_dict
 from pln.engine.run_dir import RunDir, run_config_differences
 from pln.errors import ConfigError
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("setting", help="a setting, e.g. demo-plateau")
     parser.add_argument("--from", dest="source", required=True, type=Path,
                         help="the trial's run folder, e.g. runs/demo-plateau-train5tacos")
-    parser.add_argument("--configfile", help="the setting's overlay (default config/<setting>.yaml)")
+    add_setting_arguments(parser, jobs=False)
     args = parser.parse_args(argv)
     if not args.source.is_dir():
         parser.error(f"--from {args.source}: no such folder; give a trial's runs, e.g. runs/<setting>-<name>")

@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 
 from pln import stats
-from pln.bench.side_runs import (LOSS_COLUMN, METRIC, first_loss_difference, format_spread, load_setting,
-                                 read_variance_ratio, run_result, side_root, side_run_dir)
+from pln.bench.side_runs import (LOSS_COLUMN, METRIC, add_setting_arguments, add_side_arguments, first_loss_difference,
+                                 format_spread, load_setting, read_variance_ratio, run_result, side_root, side_run_dir,
+                                 unknown_models)
 from pln.engine.checkpoint import config_differences
 from pln.engine.run_dir import RunDir, experiment_dict
 from pln.plan.plan import Plan
@@ -116,16 +117,14 @@ def summary_lines(frame: pd.DataFrame, reference: stats.Spread) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("setting", help="a setting, e.g. demo-plateau")
-    parser.add_argument("--name", required=True, help="the side folder: runs/<setting>-<name>/")
-    parser.add_argument("--models", nargs="+", required=True, help="trained models of the setting")
+    add_side_arguments(parser, "the side folder: runs/<setting>-<name>/")
     parser.add_argument("--seed", type=int, default=0, help="the seed whose runs are paired (default 0)")
-    parser.add_argument("--configfile", help="the setting's overlay (default config/<setting>.yaml)")
-    parser.add_argument("--out", help="CSV (default results/benchmarks/rounding-pairs-<name>-<setting>.csv)")
+    add_setting_arguments(parser, "results/benchmarks/rounding-pairs-<name>-<setting>.csv", jobs=False)
     args = parser.parse_args(argv)
     plan = load_setting(parser, args)
-    unknown = [m for m in args.models if m not in plan.trained_models()]
-    if unknown:
-        parser.error(f"{plan.setting_file} trains no model {', '.join(unknown)}")
+    error = unknown_models(plan, args.models)
+    if error:
+        parser.error(error)
     frame = pair_rows(plan, args.name, args.models, args.seed)
     out = Path(args.out or f"results/benchmarks/rounding-pairs-{args.name}-{plan.setting}.csv")
     atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))

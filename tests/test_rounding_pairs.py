@@ -18,7 +18,7 @@ from pln import stats
 from pln.bench import side_runs
 from pln.plan.plan import Run
 
-from bench_scripts import load_benchmark
+from bench_scripts import REPO, load_benchmark
 
 rounding_pairs = load_benchmark("rounding_pairs")
 
@@ -124,3 +124,12 @@ def test_summary_reading():
     assert "upper end under 1: a rounding-level perturbation moves a run less than another seed does" in lines[-2]
     alike = rounding_pairs.summary_lines(_frame([0.0, 0.0], [float("nan")] * 2), stats.Spread(2.4, 1.9, 3.3, 28))
     assert alike[-1] == "Pairs used (training losses differ): 0 of 2; nothing to read"
+
+
+def test_an_unknown_model_is_refused_in_one_line(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    with pytest.raises(SystemExit) as exit_info:
+        rounding_pairs.main(["demo-plateau", "--name", "order0tacos", "--models", "tacos-tan", "tacos-prior"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith("config/demo-plateau.yaml trains no model tacos-prior")

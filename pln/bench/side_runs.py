@@ -16,7 +16,8 @@ finished), then a variant of it into ``runs/<setting>-<variant>/``, and tabulate
 - :func:`generate_datasets` -- each dataset generated once, before runs share it;
 - :func:`costliest_first` -- an order that starts the longest runs first;
 - :func:`train_jobs` -- the two together, then the jobs side by side;
-- :func:`add_setting_arguments` / :func:`load_setting` -- the checks' common command line;
+- :func:`add_setting_arguments` / :func:`add_side_arguments` / :func:`load_setting` /
+  :func:`unknown_models` -- the checks' common command line;
 - :func:`merge_rows` / :func:`save_rows` -- a check's CSV merged across invocations (dataset by
   dataset) and written;
 - :func:`format_spread` -- a seed s.d. with its interval, as the checks print it;
@@ -187,11 +188,29 @@ def train_jobs(plan: Plan, jobs: list[Any], variant: str, run_job: Callable[[Any
     return jobs, pd.DataFrame([f.result() for f in futures]).round(1), time.perf_counter() - start
 
 
-def add_setting_arguments(parser: argparse.ArgumentParser, csv_default: str) -> None:
-    """``--jobs``, ``--configfile`` and ``--out`` (default ``csv_default``)."""
-    parser.add_argument("--jobs", type=int, default=1, help="runs side by side (default 1)")
+def add_setting_arguments(parser: argparse.ArgumentParser, csv_default: str | None = None, *,
+                          jobs: bool = True) -> None:
+    """``--jobs`` (unless ``jobs`` is false), ``--configfile``, and ``--out`` (default
+    ``csv_default``) when ``csv_default`` is given."""
+    if jobs:
+        parser.add_argument("--jobs", type=int, default=1, help="runs side by side (default 1)")
     parser.add_argument("--configfile", help="the setting's overlay (default config/<setting>.yaml)")
-    parser.add_argument("--out", help=f"CSV (default {csv_default})")
+    if csv_default is not None:
+        parser.add_argument("--out", help=f"CSV (default {csv_default})")
+
+
+def add_side_arguments(parser: argparse.ArgumentParser, name_help: str) -> None:
+    """``--name`` (the side folder ``runs/<setting>-<name>/``, described by ``name_help``) and
+    ``--models`` (trained models of the setting; check them with :func:`unknown_models`)."""
+    parser.add_argument("--name", required=True, help=name_help)
+    parser.add_argument("--models", nargs="+", required=True, help="trained models of the setting")
+
+
+def unknown_models(plan: Plan, models: Iterable[str]) -> str | None:
+    """One line naming the models of ``models`` that ``plan``'s setting does not train, or None."""
+    trained = plan.trained_models()
+    unknown = [m for m in models if m not in trained]
+    return f"{plan.setting_file} trains no model {', '.join(unknown)}" if unknown else None
 
 
 def load_setting(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Plan:
