@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from pln.bench.run import device_name
+from pln.devices import device_name
 from pln.config import load_config
 from pln.engine.network import load_model
 from pln.engine.recipe import make_optimizer

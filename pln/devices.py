@@ -13,6 +13,10 @@ GPU). Under SLURM the scheduler already gives each job its own GPUs through
 
 The lock directory is ``$PLN_GPU_LOCK_DIR`` or ``/tmp/pln-gpu-locks``; every process that
 should share the GPUs must see the same directory (the same machine, the same setting).
+
+What computed a run (:func:`machine_tag`): float rounding differs between CPUs with other vector
+kernels, between thread counts and between GPUs, so the same run computed on two machines parts
+after a few epochs; each epoch of a run records the machine that computed it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -36,6 +41,32 @@ DEFAULT_LOCK_DIR = "/tmp/pln-gpu-locks"
 LOCK_DIR_ENV = "PLN_GPU_LOCK_DIR"
 
 _CUDA_INDEX = re.compile(r"cuda:(\d+)")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else the platform's) and the widest vector
+    instruction set torch uses on it, e.g. ``AMD EPYC, AVX512``."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}"
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or ``CPU <model>, <vector set> x<N> threads`` (:func:`cpu_model`)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {cpu_model()} x{torch.get_num_threads()} threads"
+
+
+def machine_tag(device: torch.device) -> str:
+    """What computes on ``device`` in this process, as far as it moves float rounding: the device
+    (:func:`device_name`) and the torch build, e.g. ``CPU AMD EPYC, AVX2 x1 threads; torch
+    2.13.0+cpu``."""
+    return f"{device_name(device)}; torch {torch.__version__}"
 
 
 def cuda_device_count() -> int:

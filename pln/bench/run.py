@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import platform
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -19,26 +18,9 @@ from pln.bench.hours import paper_gpu_hours
 from pln.bench.steps import measure_infer, measure_train, peak_memory_gib
 from pln.bench.targets import target_lines
 from pln.config import ModelConfig
+from pln.devices import device_name
 from pln.engine.network import load_model
 from pln.utils import atomic_write
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``, else the platform's) and the widest vector
-    instruction set torch uses on it, e.g. ``AMD EPYC, AVX512``."""
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), name)
-    except OSError:
-        pass
-    return f"{name}, {torch.backends.cpu.get_cpu_capability()}"
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU {cpu_model()} x{torch.get_num_threads()} threads"
 
 
 def measure_variant(cfg_name: str, cfg: ModelConfig, bf16: bool, evaluate: bool, device: torch.device,

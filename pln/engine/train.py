@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from pln.config import ExperimentConfig, save_config
 from pln.data.dataset import check_split_files
 from pln.data.glove import load_word_vectors
-from pln.devices import claim_device, tune_backends
+from pln.devices import claim_device, machine_tag, tune_backends
 from pln.engine.gpu_util import UtilisationSampler, nvml_reader
 from pln.engine.checkpoint import load_checkpoint, save_checkpoint
 from pln.engine.keys import select_key, strategy_keys
@@ -233,6 +233,8 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
               for split in ("train", "val", "test")}
     atomic_write_json(run.data_report, {name: s.dataset.report for name, s in splits.items()})
     log.info("data: %s", ", ".join(f"{name}={len(s.dataset)}" for name, s in splits.items()))
+    machine = machine_tag(device)  # each epoch's row names it: another machine rounds otherwise
+    log.info("computing on %s", machine)
 
     resume = run.last.is_file()
     state = load_checkpoint(run.last) if resume else None
@@ -275,6 +277,7 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
         if plateau is not None:
             plateau.step(row["val_loss"])
         row["val_seconds"] = time.perf_counter() - t0
+        row["machine"] = machine
         history.append(row)
         value = val_metrics[cfg.train.select_metric]
         improved = best is None or value > best["value"]
@@ -341,7 +344,8 @@ def finish_run(cfg: ExperimentConfig, run: RunDir, test: OpenSplit, best: dict[s
     metrics = {key: split_metrics(pred, cfg) for key, pred in preds.items()}
     # Timings vary from run to run: they live apart, so an identical rerun's results are byte-identical.
     atomic_write_json(run.timings, {"test_seconds": seconds,
-                                    "test_queries_per_s": len(test_ds) / seconds if seconds > 0 else None})
+                                    "test_queries_per_s": len(test_ds) / seconds if seconds > 0 else None,
+                                    "test_machine": machine_tag(device)})
     result = run.write_test_metrics(info, metrics, default_key)  # last: it marks the run complete
     log.info("test (%s): %s", default_key, result["metrics"][default_key])
     return result
