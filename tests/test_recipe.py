@@ -253,3 +253,21 @@ def test_weight_average_in_training_is_what_is_selected_and_resumed(tmp_path):
     assert load_checkpoint(whole / "checkpoints" / "last.pt")["average"]["updates"] == 2 * _train_steps(values)
     run = _kill_and_resume(values, tmp_path, _train_steps(values) + 1)
     assert json.loads((run / "test_metrics.json").read_text())["metrics"] == result["metrics"]
+
+
+def test_weight_average_leaves_the_training_as_it_is(tmp_path):
+    """With a constant rate (no plateau schedule, which would read the averaged model's val loss)
+    train.ema_epochs changes what is validated and tested, not the steps: every epoch's training
+    losses equal the run without it, to the last digit."""
+    import pandas as pd
+
+    from pln.engine.train import train
+    from test_engine import tiny_config
+
+    losses = {}
+    for name, ema in (("raw", None), ("ema", 2)):
+        values = tiny_config(tmp_path / name, train__lr_plateau=None, train__ema_epochs=ema, train__max_epochs=3)
+        train(config_from_dict(values), tmp_path / name / "run")
+        losses[name] = pd.read_csv(tmp_path / name / "run" / "epochs.csv").filter(regex="^(epoch|train_loss|loss_stage)")
+    assert list(losses["raw"]["epoch"]) == [1, 2, 3]
+    pd.testing.assert_frame_equal(losses["raw"], losses["ema"])
