@@ -144,8 +144,9 @@ def result_rows(jobs: list[Job]) -> pd.DataFrame:
 
 def with_loss_column(frame: pd.DataFrame, jobs: list[Job]) -> pd.DataFrame:
     """``frame`` (rows as :func:`result_rows` writes them) with :data:`LOSS_COLUMN` filled from
-    the runs of ``jobs`` where it is missing (a CSV written before the column existed); a row of
-    a run without a job keeps what it has."""
+    the runs of ``jobs`` where it is blank (not compared: a CSV written before the column
+    existed); a row of a run without a job keeps what it has, and a row already compared (0 or
+    an epoch) needs no run on disk."""
     frame = frame.copy()
     if LOSS_COLUMN not in frame:
         frame[LOSS_COLUMN] = np.nan
@@ -161,12 +162,15 @@ def with_loss_column(frame: pd.DataFrame, jobs: list[Job]) -> pd.DataFrame:
 
 def loss_line(frame: pd.DataFrame) -> str:
     """How many runs trained the same weights as their setting run (training loss equal at every
-    epoch both ran) and, for the others, the epochs where they first differ."""
-    first = frame[LOSS_COLUMN]
-    differ = first.dropna().astype(int).value_counts().sort_index()
-    text = f"Training loss equal to the setting run's at every epoch both ran: {int(first.isna().sum())} of {len(first)} runs"
+    epoch both ran: 0) and, for the others, the epochs where they first differ; runs not
+    compared (blank) are counted apart."""
+    first = frame[LOSS_COLUMN].dropna().astype(int)
+    differ = first[first > 0].value_counts().sort_index()
+    text = f"Training loss equal to the setting run's at every epoch both ran: {int((first == 0).sum())} of {len(frame)} runs"
     if len(differ):
         text += "; the others differ first at " + ", ".join(f"epoch {e} ({n} runs)" for e, n in differ.items())
+    if len(first) < len(frame):
+        text += f"; {len(frame) - len(first)} not compared"
     return text
 
 

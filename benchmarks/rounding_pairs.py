@@ -90,11 +90,11 @@ def summary_lines(frame: pd.DataFrame, reference: stats.Spread) -> list[str]:
     lines = [f"Test {METRIC}: setting run -> the same experiment with other arithmetic (selected epochs); "
              "first epoch whose training loss differs"]
     for _, r in frame.iterrows():
-        first = "none (computed alike)" if pd.isna(r[LOSS_COLUMN]) else int(r[LOSS_COLUMN])
+        first = "none (computed alike)" if r[LOSS_COLUMN] == 0 else int(r[LOSS_COLUMN])
         lines.append(f"  {r['model']:24s} {r[f'base_test_{METRIC}']:5.1f} -> {r[f'other_test_{METRIC}']:5.1f} "
                      f"({r['difference']:+5.1f}; epochs {r['base_selected_epoch']} / {r['other_selected_epoch']}); "
                      f"{first}")
-    used = frame[frame[LOSS_COLUMN].notna()]
+    used = frame[frame[LOSS_COLUMN] > 0]
     differences = used["difference"].to_numpy(dtype=np.float64)
     lines.append(f"Pairs used (training losses differ): {len(used)} of {len(frame)}")
     if len(used) == 0:

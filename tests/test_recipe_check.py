@@ -136,15 +136,15 @@ def test_first_loss_difference(tmp_path):
     other_at_3 = _epochs(tmp_path / "other3", [0.5, 0.25, 0.125000001, 0.1])
     other_at_1 = _epochs(tmp_path / "other1", [0.4, 0.25, 0.125, 0.1])
     shorter = _epochs(tmp_path / "shorter", [0.5, 0.25])
-    assert side_runs.first_loss_difference(base, same_but_longer) is None  # stops later, same training
-    assert side_runs.first_loss_difference(base, shorter) is None
+    assert side_runs.first_loss_difference(base, same_but_longer) == 0  # stops later, same training
+    assert side_runs.first_loss_difference(base, shorter) == 0
     assert side_runs.first_loss_difference(base, other_at_3) == 3  # exact, not approximate
     assert side_runs.first_loss_difference(base, other_at_1) == 1
     assert side_runs.first_loss_difference(other_at_3, base) == 3
 
 
 def test_loss_line():
-    frame = pd.DataFrame({recipe_check.LOSS_COLUMN: [None, 1, 1, None, 7, None]})
+    frame = pd.DataFrame({recipe_check.LOSS_COLUMN: [0, 1, 1, 0, 7, 0]})
     assert recipe_check.loss_line(frame) == ("Training loss equal to the setting run's at every epoch both ran: 3 of 6 "
                                              "runs; the others differ first at epoch 1 (2 runs), epoch 7 (1 runs)")
     assert recipe_check.loss_line(frame.iloc[[0, 3]]).endswith(": 2 of 2 runs")
@@ -166,7 +166,7 @@ def test_diagnostic_reading(low, high, reading):
 
 def test_a_diagnostic_prints_its_reading_and_no_adoption_rule():
     frame = _frame({"m1": [40, 42, 44], "m2": [10, 10, 16]}, {"m1": [41, 41, 41], "m2": [12, 14, 16]})
-    frame[recipe_check.LOSS_COLUMN] = [None, 1, 1, None, 1, 2]
+    frame[recipe_check.LOSS_COLUMN] = [0, 1, 1, 0, 1, 2]
     lines = recipe_check.summary_lines(frame, 1.0, diagnostic=True)
     assert not any("Adoption rule" in line for line in lines)
     assert lines[-2].endswith("2 of 6 runs; the others differ first at epoch 1 (3 runs), epoch 2 (1 runs)")
@@ -257,3 +257,14 @@ def test_a_failed_run_does_not_stop_the_others(tmp_path, monkeypatch):
                                                "m seed 2: pln train failed (exit 1); see logs/demo-trial/train/m/seed2.log"]
     jobs, seconds, _ = side_runs.train_jobs(plan, jobs[1::2], "trial", run_job, n_jobs=2)
     assert seconds["seconds_trial"].tolist() == [1.0, 1.0]
+
+
+def test_a_compared_csv_needs_no_runs_and_blank_means_not_compared(tmp_path):
+    jobs = recipe_check.plan_jobs(_plan(tmp_path), "t", ["charades-i3d-tan"], WARMUP)  # no run on disk
+    frame = pd.DataFrame({"model": "charades-i3d-tan", "seed": [0, 1, 2], recipe_check.LOSS_COLUMN: [0, 4, 0]})
+    assert recipe_check.with_loss_column(frame, jobs)[recipe_check.LOSS_COLUMN].tolist() == [0, 4, 0]
+    frame.loc[1, recipe_check.LOSS_COLUMN] = None  # not compared: its runs are needed
+    with pytest.raises(SystemExit, match=r"seed1/epochs.csv not found; unpack or train the run first"):
+        recipe_check.with_loss_column(frame, jobs)
+    assert recipe_check.loss_line(frame) == ("Training loss equal to the setting run's at every epoch both ran: "
+                                             "2 of 3 runs; 1 not compared")

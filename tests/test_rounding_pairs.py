@@ -77,7 +77,7 @@ def test_pairs_of_a_tiny_run_and_its_copy(tmp_path):
                            runs=lambda model: [Run(model, "d", "train", k) for k in (0, 1)],
                            run_dir=lambda run: f"{runs}/{run.model}/seed{run.seed}")
     frame = rounding_pairs.pair_rows(plan, "copy", ["tiny"], 0)
-    assert frame["difference"].tolist() == [0.0] and frame["first_other_loss_epoch"].isna().all()
+    assert frame["difference"].tolist() == [0.0] and frame["first_other_loss_epoch"].tolist() == [0]
     epochs = pd.read_csv(side / "epochs.csv")
     epochs.loc[epochs["epoch"] == 2, "train_loss"] += 1e-9  # as if epoch 2 were computed with other kernels
     epochs.to_csv(side / "epochs.csv", index=False)
@@ -101,7 +101,7 @@ def _frame(differences: list[float], first: list[float]) -> pd.DataFrame:
 
 
 def test_summary_hand_computed():
-    frame = _frame([1.0, -2.0, 3.0, 0.0], [1, 9, 1, float("nan")])  # the last pair was computed alike
+    frame = _frame([1.0, -2.0, 3.0, 0.0], [1, 9, 1, 0])  # the last pair was computed alike
     reference = stats.Spread(2.0, 1.6, 2.7, 28)
     lines = rounding_pairs.summary_lines(frame, reference)
     assert lines[4].endswith("none (computed alike)") and "( -2.0; epochs 10 / 12); 9" in lines[2]
@@ -122,7 +122,7 @@ def test_summary_reading():
     small = np.tile([0.2, -0.2], 30)
     lines = rounding_pairs.summary_lines(_frame(list(small), [5] * 60), stats.Spread(2.4, 1.9, 3.3, 28))
     assert "upper end under 1: a rounding-level perturbation moves a run less than another seed does" in lines[-2]
-    alike = rounding_pairs.summary_lines(_frame([0.0, 0.0], [float("nan")] * 2), stats.Spread(2.4, 1.9, 3.3, 28))
+    alike = rounding_pairs.summary_lines(_frame([0.0, 0.0], [0, 0]), stats.Spread(2.4, 1.9, 3.3, 28))
     assert alike[-1] == "Pairs used (training losses differ): 0 of 2; nothing to read"
 
 

@@ -51,7 +51,7 @@ from pln.plan.plan import Plan, Run
 from pln.utils import atomic_write
 
 METRIC = "R1@0.5"  # the metric the checks compare (the one the stability target is about)
-LOSS_COLUMN = "first_other_loss_epoch"  # first_loss_difference of two runs in a check's CSV (blank: none)
+LOSS_COLUMN = "first_other_loss_epoch"  # first_loss_difference of two runs in a check's CSV (0: none; blank: not compared)
 # A diagnostic's reading, fixed before its runs: the bounds its variance ratio's interval is read against.
 RATIO_UNDER = 1.0  # upper end under it: the ratio's numerator is the smaller variance
 RATIO_OVER = 0.5  # lower end over it: the numerator is at least half the denominator
@@ -120,17 +120,18 @@ def side_run_dir(plan: Plan, root: Path, run: Run) -> Path:
     return root / Path(plan.run_dir(run)).relative_to(plan.runs_root)
 
 
-def first_loss_difference(base_dir: Path, trial_dir: Path) -> int | None:
+def first_loss_difference(base_dir: Path, trial_dir: Path) -> int:
     """The first epoch, counted as in ``epochs.csv``, at which the training loss of the run in
     ``trial_dir`` differs from that of the run in ``base_dir``, compared exactly over the epochs
-    both ran; ``None`` when it is equal at every one of them (the same weights were trained, and
-    a variant changed only which epoch is chosen or when the run stops). Two runs of one config
-    on one machine write the same losses, so an equal loss is exact, not approximate."""
+    both ran; 0 when it is equal at every one of them (the same weights were trained, and a
+    variant changed only which epoch is chosen or when the run stops), so that a check's CSV
+    tells that apart from a pair it did not compare (blank). Two runs of one config on one
+    machine write the same losses, so an equal loss is exact, not approximate."""
     losses = [pd.read_csv(RunDir(d).epochs, usecols=["epoch", "train_loss"]).set_index("epoch")["train_loss"]
               for d in (base_dir, trial_dir)]
     common = losses[0].index.intersection(losses[1].index).sort_values()
     differs = [int(e) for e in common if losses[0][e] != losses[1][e]]
-    return differs[0] if differs else None
+    return differs[0] if differs else 0
 
 
 def run_seconds(run: RunDir) -> float:
