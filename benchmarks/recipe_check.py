@@ -124,8 +124,9 @@ def run_job(job: Job, logs: Path) -> dict[str, float]:
 
 def result_rows(jobs: list[Job]) -> pd.DataFrame:
     """One row per run: model, dataset, seed, test queries, per recipe (``base_*``, ``trial_*``)
-    its epochs run, selected epoch, test R1@0.5 and run seconds (its own records,
-    :func:`~pln.bench.side_runs.run_seconds`), and :data:`LOSS_COLUMN`, the first epoch whose
+    its epochs run, selected epoch, test R1@0.5, run seconds (its own records,
+    :func:`~pln.bench.side_runs.run_seconds`) and the machines that computed it
+    (:func:`~pln.bench.side_runs.run_machines`), and :data:`LOSS_COLUMN`, the first epoch whose
     training loss differs between the two (:func:`~pln.bench.side_runs.first_loss_difference`)."""
     rows = []
     for job in jobs:
@@ -136,7 +137,8 @@ def result_rows(jobs: list[Job]) -> pd.DataFrame:
             row.update({f"{recipe}_epochs_run": result["epochs_run"],
                         f"{recipe}_selected_epoch": result["selected_epoch"],
                         f"{recipe}_test_{METRIC}": result["test"],
-                        f"{recipe}_run_seconds": round(result["run_seconds"], 1)})
+                        f"{recipe}_run_seconds": round(result["run_seconds"], 1),
+                        f"{recipe}_machines": result["machines"]})
         row[LOSS_COLUMN] = first_loss_difference(job.base_dir, job.trial_dir)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -172,6 +174,17 @@ def loss_line(frame: pd.DataFrame) -> str:
     if len(first) < len(frame):
         text += f"; {len(frame) - len(first)} not compared"
     return text
+
+
+def machines_line(frame: pd.DataFrame) -> str:
+    """Where the runs were computed, per recipe: each machine (or sequence of machines, for a run
+    resumed on another) with its number of runs; runs trained before their epochs recorded it are
+    counted as unrecorded."""
+    parts = []
+    for recipe in RECIPES:
+        counts = frame[f"{recipe}_machines"].fillna("").replace("", "unrecorded").value_counts()
+        parts.append(f"{recipe}: " + ", ".join(f"{machine} ({n} runs)" for machine, n in counts.items()))
+    return "Computed on (each run's epochs.csv): " + "; ".join(parts)
 
 
 def diagnostic_line(ratio: stats.Ratio) -> str:
@@ -224,6 +237,8 @@ def summary_lines(frame: pd.DataFrame, max_mean_drop: float, diagnostic: bool = 
                      + " -> ".join(f"{seconds[r].sum():,.0f} ({seconds[r].notna().sum()} runs)" for r in RECIPES))
     if LOSS_COLUMN in frame:
         lines.append(loss_line(frame))
+    if all(f"{r}_machines" in frame for r in RECIPES):
+        lines.append(machines_line(frame))
     if diagnostic:
         lines.append(diagnostic_line(ratio))
         return lines

@@ -17,6 +17,7 @@ from scipy import stats as sps
 
 from pln import stats
 from pln.bench import side_runs
+from pln.engine.run_dir import RunDir
 from pln.plan.loading import load_snakemake_config
 from pln.plan.plan import Plan, Run
 
@@ -268,3 +269,18 @@ def test_a_compared_csv_needs_no_runs_and_blank_means_not_compared(tmp_path):
         recipe_check.with_loss_column(frame, jobs)
     assert recipe_check.loss_line(frame) == ("Training loss equal to the setting run's at every epoch both ran: "
                                              "2 of 3 runs; 1 not compared")
+
+
+def test_where_the_runs_were_computed(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    pd.DataFrame({"epoch": [1, 2], "train_loss": [0.5, 0.4]}).to_csv(old / "epochs.csv", index=False)
+    assert side_runs.run_machines(RunDir(old)) == ""  # trained before epochs recorded it
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    pd.DataFrame({"epoch": [1, 2, 3], "machine": ["CPU A", "CPU A", "CPU B"]}).to_csv(resumed / "epochs.csv", index=False)
+    assert side_runs.run_machines(RunDir(resumed)) == "CPU A + CPU B"
+    frame = pd.DataFrame({"base_machines": ["", "", "CPU A"], "trial_machines": ["CPU B", "CPU A + CPU B", "CPU B"]})
+    assert recipe_check.machines_line(frame) == (
+        "Computed on (each run's epochs.csv): base: unrecorded (2 runs), CPU A (1 runs); "
+        "trial: CPU B (2 runs), CPU A + CPU B (1 runs)")

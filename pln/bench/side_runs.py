@@ -8,7 +8,8 @@ finished), then a variant of it into ``runs/<setting>-<variant>/``, and tabulate
 - :func:`copy_run` -- a finished run folder copied (to be continued elsewhere);
 - :func:`place_run` -- a finished run folder put in place of another (a trial's run, once its
   setting has adopted the trial's change);
-- :func:`run_result` -- epochs run, selected epoch, test R1@0.5, test queries and seconds of a run;
+- :func:`run_result` -- epochs run, selected epoch, test R1@0.5, test queries, seconds and machines
+  of a run (:func:`run_machines`);
 - :func:`side_root` / :func:`side_run_dir` -- where a check keeps its variant of a setting's run;
 - :func:`first_loss_difference` -- the first epoch whose training loss differs between two runs
   (does a variant change the training, or only what is chosen from it?), the checks' column
@@ -100,13 +101,24 @@ def place_run(src: Path, dst: Path) -> None:
 
 def run_result(run_dir: Path) -> dict[str, Any]:
     """``epochs_run``, ``selected_epoch``, ``test`` (test :data:`METRIC` of the default
-    prediction), ``test_queries`` and ``run_seconds`` (:func:`run_seconds`) of a finished run."""
+    prediction), ``test_queries``, ``run_seconds`` (:func:`run_seconds`) and ``machines``
+    (:func:`run_machines`) of a finished run."""
     run = RunDir(run_dir)
     result = run.read_test_metrics()
     info = result.get("run", {})
     return {"epochs_run": info.get("epochs_run"), "selected_epoch": info.get("selected_epoch"),
             "test": float(result["metrics"][result["default"]][METRIC]), "test_queries": info.get("test_queries"),
-            "run_seconds": run_seconds(run)}
+            "run_seconds": run_seconds(run), "machines": run_machines(run)}
+
+
+def run_machines(run: RunDir) -> str:
+    """The machines that computed a run's epochs (``epochs.csv``'s ``machine``,
+    :func:`pln.devices.machine_tag`), in the order they first appear, joined by `` + ``; empty
+    for a run trained before epochs recorded their machine."""
+    epochs = pd.read_csv(run.epochs)
+    if "machine" not in epochs:
+        return ""
+    return " + ".join(epochs["machine"].dropna().drop_duplicates().astype(str))
 
 
 def side_root(plan: Plan, variant: str) -> Path:
