@@ -41,7 +41,8 @@ import pandas as pd
 from pln import stats
 from pln.bench.side_runs import (LOSS_COLUMN, METRIC, add_setting_arguments, add_side_arguments, first_loss_difference,
                                  format_spread, load_setting, read_variance_ratio, run_result, save_rows, side_root,
-                                 side_run_dir, train_jobs, train_run, unknown_models)
+                                 side_run_dir, train_jobs, train_run, unknown_models,
+                                 unknown_seeds)
 from pln.config import merge, parse_override
 from pln.errors import ConfigError
 from pln.plan.jobs import run_config_text
@@ -82,12 +83,10 @@ def plan_jobs(plan: Plan, name: str, models: list[str], overrides: list[str],
         raise SystemExit(f"recipe_check: {error}")
     jobs = []
     for model in models:
-        runs = plan.runs(model)
-        other = sorted(set(seeds or []) - {run.seed for run in runs})
-        if other:
-            raise SystemExit(f"recipe_check: {plan.setting_file} trains no seed {', '.join(map(str, other))} "
-                             f"of {model}")
-        for run in (r for r in runs if seeds is None or r.seed in seeds):
+        error = unknown_seeds(plan, model, seeds or [])
+        if error:
+            raise SystemExit(f"recipe_check: {error}")
+        for run in (r for r in plan.runs(model) if seeds is None or r.seed in seeds):
             config_name = plan.config_name(run)
             values = plan.run_configs[config_name]
             trial: dict[str, Any] = values

@@ -33,7 +33,7 @@ import pandas as pd
 from pln import stats
 from pln.bench.side_runs import (LOSS_COLUMN, METRIC, add_setting_arguments, add_side_arguments, first_loss_difference,
                                  format_spread, load_setting, read_variance_ratio, run_result, side_root, side_run_dir,
-                                 unknown_models)
+                                 unknown_models, unknown_seeds)
 from pln.engine.checkpoint import config_differences
 from pln.engine.run_dir import RunDir, experiment_dict
 from pln.plan.plan import Plan
@@ -53,15 +53,16 @@ def experiment_differences(base_dir: Path, other_dir: Path) -> list[str]:
 
 def pair_rows(plan: Plan, name: str, models: list[str], seed: int) -> pd.DataFrame:
     """One row per model: the two runs' selected epochs and test R1@0.5, their difference (side
-    run minus setting run) and the first epoch whose training loss differs (NaN: none). Raises
+    run minus setting run) and the first epoch whose training loss differs (0: none). Raises
     ``SystemExit`` with one line for a missing or unfinished run and for two runs that are not
     one experiment."""
     rows = []
     for model in models:
-        runs = [run for run in plan.runs(model) if run.seed == seed]
-        if not runs:
-            raise SystemExit(f"rounding_pairs: {plan.setting_file} trains no seed {seed} of {model}")
-        base_dir, other_dir = Path(plan.run_dir(runs[0])), side_run_dir(plan, side_root(plan, name), runs[0])
+        error = unknown_seeds(plan, model, [seed])
+        if error:
+            raise SystemExit(f"rounding_pairs: {error}")
+        run = next(r for r in plan.runs(model) if r.seed == seed)
+        base_dir, other_dir = Path(plan.run_dir(run)), side_run_dir(plan, side_root(plan, name), run)
         for d in (base_dir, other_dir):
             if not RunDir(d).is_complete():
                 raise SystemExit(f"rounding_pairs: {d} is not a finished run; train it first")

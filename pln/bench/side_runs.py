@@ -18,7 +18,7 @@ finished), then a variant of it into ``runs/<setting>-<variant>/``, and tabulate
 - :func:`costliest_first` -- an order that starts the longest runs first;
 - :func:`train_jobs` -- the two together, then the jobs side by side;
 - :func:`add_setting_arguments` / :func:`add_side_arguments` / :func:`load_setting` /
-  :func:`unknown_models` -- the checks' common command line;
+  :func:`unknown_models` / :func:`unknown_seeds` -- the checks' common command line;
 - :func:`merge_rows` / :func:`save_rows` -- a check's CSV merged across invocations (dataset by
   dataset) and written;
 - :func:`format_spread` -- a seed s.d. with its interval, as the checks print it;
@@ -224,6 +224,13 @@ def unknown_models(plan: Plan, models: Iterable[str]) -> str | None:
     trained = plan.trained_models()
     unknown = [m for m in models if m not in trained]
     return f"{plan.setting_file} trains no model {', '.join(unknown)}" if unknown else None
+
+
+def unknown_seeds(plan: Plan, model: str, seeds: Iterable[int]) -> str | None:
+    """One line naming the seeds of ``seeds`` that ``plan``'s setting does not train for
+    ``model``, or None."""
+    other = sorted(set(seeds) - {run.seed for run in plan.runs(model)})
+    return f"{plan.setting_file} trains no seed {', '.join(map(str, other))} of {model}" if other else None
 
 
 def load_setting(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Plan:

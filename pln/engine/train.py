@@ -299,7 +299,7 @@ def _train(cfg: ExperimentConfig, run: RunDir, device: torch.device) -> dict[str
         raise TrainingError(f"{run.root}: no epoch was trained (train.max_epochs={cfg.train.max_epochs})")
     test = splits["test"]
     del splits  # free the train and val unit tables on the device before testing
-    return finish_run(cfg, run, test, best, len(history), default_key)
+    return finish_run(cfg, run, test, best, len(history), default_key, machine)
 
 
 def make_average(cfg: ExperimentConfig, model: PLN, train_split: OpenSplit, state: dict[str, Any] | None,
@@ -318,11 +318,12 @@ def make_average(cfg: ExperimentConfig, model: PLN, train_split: OpenSplit, stat
 
 
 def finish_run(cfg: ExperimentConfig, run: RunDir, test: OpenSplit, best: dict[str, Any],
-               epochs_run: int, default_key: str) -> dict[str, Any]:
+               epochs_run: int, default_key: str, machine: str) -> dict[str, Any]:
     """Test the selected checkpoint under every strategy; write the run's result files.
 
     ``test`` is the test split opened for evaluation; ``default_key`` the run's
-    :func:`~pln.engine.keys.select_key`, the strategy of ``predictions.*`` and ``score_maps.npz``."""
+    :func:`~pln.engine.keys.select_key`, the strategy of ``predictions.*`` and ``score_maps.npz``;
+    ``machine`` what computes it (:func:`~pln.devices.machine_tag`), for ``timings.json``."""
     device = test.device
     model = load_model(cfg.model, device, run.best)
     keys = strategy_keys(cfg.model.num_stages)
@@ -345,7 +346,7 @@ def finish_run(cfg: ExperimentConfig, run: RunDir, test: OpenSplit, best: dict[s
     # Timings vary from run to run: they live apart, so an identical rerun's results are byte-identical.
     atomic_write_json(run.timings, {"test_seconds": seconds,
                                     "test_queries_per_s": len(test_ds) / seconds if seconds > 0 else None,
-                                    "test_machine": machine_tag(device)})
+                                    "test_machine": machine})
     result = run.write_test_metrics(info, metrics, default_key)  # last: it marks the run complete
     log.info("test (%s): %s", default_key, result["metrics"][default_key])
     return result
